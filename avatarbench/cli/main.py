@@ -1,5 +1,163 @@
-"""Placeholder entry point; replaced by the real CLI."""
+"""The ``avatarbench`` command line.
+
+Subcommands import their heavy dependencies (torch, methods) only when invoked, so
+``avatarbench --help`` and ``avatarbench methods`` are fast and work without torch loaded.
+Every :class:`avatarbench.errors.AvatarbenchError` is printed as one line (``error: ...``) with
+exit status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from avatarbench.errors import AvatarbenchError
+
+SPLIT_CHOICE = click.Choice(["novel_view", "self_reenact", "cross_reenact"])
 
 
-def main():  # pragma: no cover
-    raise SystemExit("avatarbench CLI not built yet")
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="avatarbench")
+def cli():
+    """avatarbench: train, render and score Gaussian avatars under one protocol."""
+
+
+@cli.command()
+@click.option("--method", "-m", required=True, help="Method name (see `avatarbench methods`).")
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
+@click.option("--subject", default=None, help="Subject name (synthetic: synth_head, synth_body, ...).")
+@click.option("--data", "data_path", default=None, type=click.Path(), help="Dataset folder of a real subject.")
+@click.option("--preset", "-p", default="smoke", show_default=True, help="smoke | paper | a method preset.")
+@click.option("--ablation", "-a", default=None, help="An ablation variant of the method.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--output", "-o", default=None, type=click.Path(), help="Run folder (default: runs/<subject>/<method>/<preset>).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(method, split, subject, data_path, preset, ablation, sets, output, quiet):
+    """Train (or resume) a method on a subject, render a split and score it."""
+    from avatarbench.engine.config import RunRequest
+    from avatarbench.engine.run import execute, format_summary
+
+    req = RunRequest(method=method, split=split, preset=preset, ablation=ablation, sets=tuple(sets),
+                     subject=subject, data_path=data_path)
+    outcome = execute(req, Path(output) if output else None, echo=click.echo, progress=not quiet)
+    click.echo(format_summary(outcome))
+
+
+@cli.command()
+@click.option("--root", default="runs", show_default=True, type=click.Path(), help="Results store to aggregate.")
+@click.option("--ablations", "ablations_of", default=None, help="Show the ablation table of this method.")
+@click.option("--out", default=None, type=click.Path(), help="Where to save CSV/LaTeX (default: <root>/tables).")
+@click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours.")
+def table(root, ablations_of, out, paper):
+    """Aggregate run folders into a paper-style table (markdown; saves CSV and LaTeX)."""
+    from avatarbench.results.table import build_table
+
+    text, files = build_table(Path(root), ablations_of=ablations_of, out_dir=Path(out) if out else None,
+                              with_paper=paper)
+    click.echo(text)
+    for f in files:
+        click.echo(f"saved {f}")
+
+
+@cli.command()
+def methods():
+    """List the registered methods (reads configs only; imports no method code)."""
+    from avatarbench.engine.registry import list_methods
+
+    for name, spec in sorted(list_methods().items()):
+        click.echo(f"{name:24s} {spec.kind:5s} {spec.description}")
+        if spec.ablations:
+            click.echo(f"{'':30s} ablations: {', '.join(spec.ablations)}")
+
+
+@cli.group()
+def data():
+    """Inspect datasets and generate synthetic subjects."""
+
+
+@data.command("inspect")
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_inspect(path, as_json):
+    """Summarise a subject: cameras, timesteps per split, image size, per-camera K and world_to_cam."""
+    from avatarbench.data import inspect_subject
+
+    summary = inspect_subject(path)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"{summary['name']} ({summary['kind']}): {summary['num_cameras']} cameras, "
+               f"image {summary['image_size'][0]}x{summary['image_size'][1]}")
+    for split, s in summary["splits"].items():
+        click.echo(f"  {split:14s} {s['frames']:6d} frames {s['timesteps']:5d} timesteps  cameras {s['cameras']}")
+
+
+@data.command("synth")
+@click.option("--kind", type=click.Choice(["head", "body"]), default="head", show_default=True)
+@click.option("--preset", default="smoke", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def data_synth(kind, preset, seed):
+    """Generate (or find in the cache) the synthetic subjects and print their folders."""
+    if kind == "head":
+        from avatarbench.data.synth.head import ensure_synthetic_head as ensure
+        names = ["synth_head_a", "synth_head_b"]
+    else:
+        from avatarbench.data.synth.body import ensure_synthetic_body as ensure
+        names = ["synth_body_a", "synth_body_b"]
+    for n in names:
+        click.echo(f"{n}: {ensure(n, preset=preset, seed=seed)}")
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
+def eval_cmd(run_dir, split):
+    """Re-score a run's saved renders offline (must match the in-run metrics)."""
+    from avatarbench.engine.offline_eval import offline_eval
+
+    res = offline_eval(Path(run_dir), split)
+    click.echo(json.dumps(res, indent=2))
+
+
+@cli.group()
+def bench():
+    """Performance benchmarks (results/bench/<device>.json)."""
+
+
+@bench.command("render")
+@click.option("--counts", default="5000,20000,50000", show_default=True)
+@click.option("--resolutions", default="128,256,512", show_default=True)
+@click.option("--backend", default="auto", show_default=True)
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--out", default=None, type=click.Path())
+def bench_render(counts, resolutions, backend, repeats, out):
+    """Renderer microbenchmark: forward+backward time over Gaussian count x resolution."""
+    from avatarbench.results.bench import run_render_bench
+
+    path = run_render_bench([int(c) for c in counts.split(",")], [int(r) for r in resolutions.split(",")],
+                            backend=backend, repeats=repeats, out=Path(out) if out else None, echo=click.echo)
+    click.echo(f"saved {path}")
+
+
+def main(argv=None):
+    try:
+        cli.main(args=argv, prog_name="avatarbench", standalone_mode=False)
+    except AvatarbenchError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the newest checkpoint is kept; run the same command to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

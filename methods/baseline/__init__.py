@@ -1,0 +1,1 @@
+"""The platform's reference baseline: FLAME-face Gaussians with learned colour only."""

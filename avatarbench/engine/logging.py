@@ -1,0 +1,98 @@
+"""Run logs: a local CSV + JSON-lines log (always) and wandb (offline by default).
+
+wandb modes: ``offline`` (default; sync later with ``wandb sync``), ``online`` (only when asked
+via ``engine.wandb.mode=online``), ``disabled`` (tests; also honoured from ``$WANDB_MODE``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+from pathlib import Path
+
+
+class RunLogger:
+    """Appends ``{"step": int, **scalars}`` rows to ``train_log.jsonl`` and ``train_log.csv``."""
+
+    def __init__(self, run_dir: Path, wandb_cfg=None, config: dict | None = None, name: str = ""):
+        self.run_dir = Path(run_dir)
+        self.jsonl = self.run_dir / "train_log.jsonl"
+        self.csv = self.run_dir / "train_log.csv"
+        self._wandb = None
+        self._keys: list[str] | None = None
+        mode = os.environ.get("WANDB_MODE") or (wandb_cfg.mode if wandb_cfg is not None else "disabled")
+        if mode != "disabled":
+            try:
+                import wandb
+
+                self._wandb = wandb.init(project=wandb_cfg.project, entity=wandb_cfg.entity, mode=mode,
+                                         dir=str(self.run_dir), name=name, config=config, resume="allow",
+                                         id=_wandb_id(self.run_dir))
+            except Exception as e:  # logging must never break a run
+                warnings.warn(f"wandb disabled for this run: {e.__class__.__name__}: {e}")
+                self._wandb = None
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (an interrupted run resumes from its checkpoint)."""
+        if not self.jsonl.exists():
+            return
+        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("step", 0) <= step]
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        self._rewrite_csv(rows)
+
+    def log(self, step: int, scalars: dict) -> None:
+        row = {"step": int(step), **{k: _scalar(v) for k, v in scalars.items()}}
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._keys is not None and set(row) <= set(self._keys):
+            with self.csv.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self._keys).writerow(row)
+        else:  # new columns: rewrite the CSV once
+            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+            self._rewrite_csv(rows)
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=step)
+
+    def _rewrite_csv(self, rows: list[dict]) -> None:
+        keys: list[str] = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+        self._keys = keys
+        with self.csv.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _scalar(v):
+    try:
+        import torch
+
+        if isinstance(v, torch.Tensor):
+            return float(v.detach().cpu())
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    return float(v)
+
+
+def _wandb_id(run_dir: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    p = Path(run_dir) / "train_log.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]

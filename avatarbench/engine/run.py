@@ -1,0 +1,216 @@
+"""``avatarbench run``: resolve the config, train (or resume), render the split, score it.
+
+Nothing is overwritten silently:
+
+- a run folder whose saved training config differs from the requested one is refused
+  (use another ``--output``);
+- an interrupted training resumes from its newest checkpoint;
+- a finished training is reused, so evaluating another split does not retrain;
+- a split that already has results is not re-scored: its existing record is returned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from avatarbench.engine.config import RunRequest, resolve_config, training_identity
+from avatarbench.engine.registry import get_spec, load_method_class
+from avatarbench.errors import ConfigError, RunExistsError
+from avatarbench.results.store import config_sha, environment_info, now_iso, run_folder, write_json
+
+DEFAULT_DRIVERS = {"synth_head_a": "synth_head_b", "synth_head": "synth_head_b", "synth_head_b": "synth_head_a",
+                   "synth_body_a": "synth_body_b", "synth_body": "synth_body_b", "synth_body_b": "synth_body_a"}
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    eval_dir: Path
+    results: dict
+    reused: bool
+
+
+def load_run_subject(cfg):
+    from avatarbench.data import load_subject
+
+    source = cfg.data.path or cfg.data.subject
+    return load_subject(source, scale=float(cfg.data.scale))
+
+
+def train_frames_for(subject, cfg) -> list:
+    """The training frames after the view-count / timestep limits of ``cfg.data``."""
+    if cfg.data.num_train_views:
+        from avatarbench.data.splits import subset_train_views
+
+        subject = subset_train_views(subject, int(cfg.data.num_train_views))
+    frames = subject.frames("train")
+    if cfg.data.max_train_timesteps:
+        keep = set(subject.timesteps("train")[: int(cfg.data.max_train_timesteps)])
+        frames = [f for f in frames if f.timestep in keep]
+    return frames
+
+
+def split_frames(subject, cfg) -> list:
+    split = cfg.run.split
+    if split == "cross_reenact":
+        from avatarbench.data import load_subject
+        from avatarbench.data.splits import cross_reenact_frames
+
+        driver_name = cfg.data.driver or DEFAULT_DRIVERS.get(str(cfg.data.subject) if not cfg.data.path else "")
+        if not driver_name:
+            raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
+        driver = load_subject(driver_name, scale=float(cfg.data.scale))
+        frames = cross_reenact_frames(subject, driver)
+    else:
+        frames = subject.frames(split)
+    if cfg.protocol.max_frames:
+        frames = frames[: int(cfg.protocol.max_frames)]
+    return frames
+
+
+def prepare_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
+    root = Path(cfg.output.root)
+    run_dir = Path(output) if output else run_folder(root, subject_name, cfg.run.method, cfg.run.ablation,
+                                                     cfg.run.preset)
+    identity = training_identity(cfg)
+    sha = config_sha(identity)
+    meta_path = run_dir / "run.json"
+    if meta_path.exists():
+        saved = json.loads(meta_path.read_text())
+        if saved.get("config_sha") != sha:
+            old = saved.get("identity", {})
+            diff = sorted(_diff_keys(old, identity))
+            raise RunExistsError(f"{run_dir} holds a run with a different training config (differs in: "
+                                 f"{', '.join(diff[:6]) or 'unknown'}); choose another --output")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunExistsError(f"{run_dir} exists and is not an avatarbench run folder; choose another --output")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    write_json(meta_path, {"method": cfg.run.method, "ablation": cfg.run.ablation, "preset": cfg.run.preset,
+                           "subject": subject_name, "config_sha": sha, "created": now_iso(), "identity": identity})
+    return run_dir
+
+
+def _diff_keys(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in set(a) | set(b):
+            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+    elif a != b:
+        yield prefix.rstrip(".")
+
+
+def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_after: int | None = None,
+            progress: bool = True) -> RunOutcome:
+    """Run a request end to end. ``stop_after`` interrupts training (tests of resume)."""
+    from avatarbench.engine.evaluate import render_frames, score_frames, score_geometry, sha256_of_files, \
+        summarize, write_videos
+    from avatarbench.engine.logging import RunLogger
+    from avatarbench.engine.trainer import seed_everything, select_device, train
+
+    cfg = resolve_config(req)
+    if not progress:
+        cfg.engine.progress = False
+    spec = get_spec(req.method)
+    subject = load_run_subject(cfg)
+    if subject.kind != spec.kind:
+        raise ConfigError(f"method {req.method} is a {spec.kind} method but subject {subject.name!r} is a "
+                          f"{subject.kind} subject")
+    run_dir = prepare_run_dir(cfg, subject.name, output)
+    eval_dir = run_dir / "eval" / cfg.run.split
+    if (eval_dir / "results.json").exists():
+        echo(f"{eval_dir} already has results; not re-scoring (use another --output for a fresh run)")
+        return RunOutcome(run_dir, eval_dir, json.loads((eval_dir / "results.json").read_text()), True)
+
+    device = select_device(cfg.engine.device)
+    if cfg.engine.num_threads:
+        torch.set_num_threads(int(cfg.engine.num_threads))
+    write_json(run_dir / "environment.json", environment_info(device))
+    seed_everything(int(cfg.engine.seed))
+    method = load_method_class(req.method)(cfg.method, subject, device)
+    train_frames = train_frames_for(subject, cfg)
+    method.setup(train_frames)
+    eval_frames = subject.frames("novel_view")[: int(cfg.engine.eval_frames)] if "novel_view" in \
+        subject.split_names else []
+    logger = RunLogger(run_dir, cfg.engine.wandb, OmegaConf.to_container(cfg, resolve=True),
+                       name=f"{subject.name}/{req.method}")
+    try:
+        tr = train(method, train_frames, cfg, run_dir, eval_frames=eval_frames, logger=logger,
+                   stop_after=stop_after)
+    finally:
+        logger.close()
+    if tr.resumed_from is not None:
+        echo(f"resumed from step {tr.resumed_from}")
+    if tr.steps < method.total_iterations():
+        echo(f"stopped at step {tr.steps} of {method.total_iterations()} (checkpoint saved)")
+        return RunOutcome(run_dir, eval_dir, {}, False)
+    method.export(run_dir / "export", None)
+
+    frames = split_frames(subject, cfg)
+    tmp_dir = eval_dir.with_name(eval_dir.name + ".partial")
+    if tmp_dir.exists():
+        import shutil
+
+        shutil.rmtree(tmp_dir)
+    renders, times = render_frames(method, frames, tmp_dir, progress=bool(cfg.engine.progress))
+    videos = write_videos(frames, tmp_dir) if (cfg.output.save_videos and cfg.run.split != "novel_view") else []
+    per_image = score_frames(frames, renders, cfg.protocol, tmp_dir) if cfg.protocol.has_gt else None
+    geometry = score_geometry(method, subject, frames) if cfg.protocol.has_gt else None
+    results = {
+        "method": req.method, "variant": req.ablation or "full", "preset": req.preset, "subject": subject.name,
+        "split": cfg.run.split, "kind": subject.kind, "dataset": subject.meta.get("dataset", "unknown"),
+        "synthetic": bool(subject.meta.get("synthetic", False)),
+        "resolution": [frames[0].camera.width, frames[0].camera.height] if frames else None,
+        "num_frames": len(frames), "num_gaussians": method.num_gaussians(),
+        "train": {"iterations": tr.steps, "seconds": tr.train_seconds},
+        "render": {"seconds_per_frame": float(sum(times) / max(1, len(times))),
+                   "fps": float(len(times) / max(1e-9, sum(times)))},
+        "metrics": {}, "geometry": {}, "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
+        "config_sha": json.loads((run_dir / "run.json").read_text())["config_sha"], "created": now_iso(),
+        "videos": [str(p.relative_to(tmp_dir)) for p in videos],
+    }
+    if per_image is not None and len(per_image):
+        per_image.to_csv(tmp_dir / "metrics_per_image.csv", index=False)
+        results["metrics"] = summarize(per_image)
+        results["per_image_sha256"] = sha256_of_files([tmp_dir / "metrics_per_image.csv"])
+        from avatarbench.metrics.protocol import EvalProtocol
+
+        results["lpips_status"] = EvalProtocol.from_config(cfg.protocol).lpips_status()
+    if geometry is not None:
+        geometry.to_csv(tmp_dir / "metrics_geometry.csv", index=False)
+        results["geometry"] = summarize(geometry)
+    results["renders_sha256"] = sha256_of_files(list((tmp_dir / "renders").glob("**/*.png")))
+    write_json(tmp_dir / "results.json", results)
+    tmp_dir.rename(eval_dir)
+    return RunOutcome(run_dir, eval_dir, results, False)
+
+
+def format_summary(outcome: RunOutcome) -> str:
+    r = outcome.results
+    if not r:
+        return f"run folder: {outcome.run_dir} (training not finished)"
+    lines = [f"{r['method']} ({r['variant']}, {r['preset']}) on {r['subject']} / {r['split']}: "
+             f"{r['num_frames']} frames, {r['num_gaussians']} Gaussians"]
+    m = r.get("metrics", {})
+    if m:
+        parts = [f"PSNR {m['psnr']:.2f} dB" if m.get("psnr") is not None else "PSNR n/a",
+                 f"SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "SSIM n/a"]
+        for net in ("alex", "vgg"):
+            key = f"lpips_{net}"
+            if key in m:
+                parts.append(f"LPIPS-{net} {m[key]:.4f}" if m[key] is not None else
+                             f"LPIPS-{net} unavailable ({r.get('lpips_status', {}).get(net, 'no backbone')})")
+        lines.append("  " + ", ".join(parts))
+    else:
+        lines.append("  no ground truth for this split: renders and videos only")
+    g = r.get("geometry") or {}
+    if g:
+        lines.append("  geometry: " + ", ".join(f"{k} {v:.4g}" for k, v in g.items() if v is not None))
+    lines.append(f"  results: {outcome.eval_dir / 'results.json'}")
+    return "\n".join(lines)
+

@@ -1,0 +1,92 @@
+"""The results store: run folders on disk and the records inside them.
+
+A run folder holds one trained avatar (method x variant x preset x subject) and any number of
+evaluations of it::
+
+    <root>/<subject>/<method>[+<ablation>]/<preset>/
+        run.json                 identity: method, variant, preset, subject, config sha, created
+        config.yaml              the resolved training config
+        environment.json         versions, device, git commit
+        checkpoints/step_*.pt    the newest checkpoints (resume + re-render)
+        train_log.csv/.jsonl     training scalars (loss, PSNR curves)
+        export/                  method exports (e.g. PLY)
+        eval/<split>/            see avatarbench.engine.evaluate
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from avatarbench.paths import repo_root
+
+
+def run_folder(root: Path, subject: str, method: str, ablation: str | None, preset: str) -> Path:
+    variant = method if not ablation else f"{method}+{ablation}"
+    return Path(root) / subject / variant / preset
+
+
+def config_sha(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def git_commit() -> dict:
+    root = repo_root()
+    if root is None:
+        return {"commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment_info(device=None) -> dict:
+    """Versions, device and git commit, recorded with every run."""
+    import importlib.metadata as md
+
+    import torch
+
+    versions = {}
+    for pkg in ("avatarbench", "torch", "torchvision", "numpy", "gsplat", "lpips", "torchmetrics", "omegaconf"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    dev = {"type": str(device) if device is not None else "cpu", "name": platform.processor() or platform.machine()}
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        dev["name"] = torch.cuda.get_device_name(torch.device(device))
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "versions": versions,
+            "device": dev, "torch_threads": torch.get_num_threads(), "git": git_commit(), "created": now_iso()}
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def find_results(root: Path) -> list[dict]:
+    """Every evaluation record (``eval/<split>/results.json``) below ``root``, with its path."""
+    out = []
+    for p in sorted(Path(root).glob("**/eval/*/results.json")):
+        try:
+            rec = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            continue
+        rec["_path"] = str(p)
+        out.append(rec)
+    return out
