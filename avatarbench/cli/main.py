@@ -122,6 +122,66 @@ def eval_cmd(run_dir, split):
     click.echo(json.dumps(res, indent=2))
 
 
+@cli.command()
+@click.option("--method", "-m", required=True)
+@click.option("--ablations", "-a", default=None, help="'all' or a comma list of variants (full is always included).")
+@click.option("--splits", default="novel_view,self_reenact", show_default=True)
+@click.option("--subjects", default=None, help="Comma list (default: the method kind's synthetic subject).")
+@click.option("--preset", "-p", default="smoke", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--executor", type=click.Choice(["local", "slurm", "inline"]), default="local", show_default=True)
+@click.option("--parallel", default=1, show_default=True, help="Local jobs at a time.")
+@click.option("--root", default="runs", show_default=True, type=click.Path())
+@click.option("--name", default=None, help="Sweep name (manifest runs/sweeps/<name>.json).")
+@click.option("--retry-failed", "retry", default=None, type=click.Path(exists=True),
+              help="Re-run only the failed jobs of this manifest.")
+@click.option("--slurm-partition", default=None)
+@click.option("--slurm-gpus", default=1, show_default=True)
+def sweep(method, ablations, splits, subjects, preset, sets, executor, parallel, root, name, retry,
+          slurm_partition, slurm_gpus):
+    """Run one job per (method, subject, split, variant), locally or on Slurm via submitit."""
+    from avatarbench.engine.registry import get_spec
+    from avatarbench.engine.sweep import load_manifest, plan_jobs, run_sweep
+
+    if retry:
+        name, root_path, jobs = load_manifest(Path(retry))
+        for j in jobs:
+            if j.status == "failed":
+                j.status, j.error = "pending", None
+    else:
+        kind = get_spec(method).kind
+        subj = [s for s in (subjects or ("synth_head_a" if kind == "head" else "synth_body_a")).split(",") if s]
+        jobs = plan_jobs(method, ablations=ablations, splits=[s for s in splits.split(",") if s], subjects=subj,
+                         preset=preset, sets=list(sets))
+        name = name or f"{method}_{preset}" + ("_ablations" if ablations else "")
+        root_path = Path(root)
+    slurm = {"partition": slurm_partition, "gpus_per_node": slurm_gpus} if executor == "slurm" else None
+    if slurm and slurm["partition"] is None:
+        slurm.pop("partition")
+    manifest, jobs = run_sweep(jobs, root_path, name=name, executor=executor, parallel=parallel, slurm=slurm,
+                               echo=click.echo)
+    failed = [j for j in jobs if j.status == "failed"]
+    click.echo(f"{len(jobs) - len(failed)}/{len(jobs)} jobs done; manifest {manifest}")
+    if failed:
+        click.echo(f"re-run the failed ones: avatarbench sweep -m {method} --retry-failed {manifest}")
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("--root", default="runs", show_default=True, type=click.Path())
+@click.option("--out", default=None, type=click.Path(), help="Default: <root>/figures")
+def plot(root, out):
+    """Bar charts per metric and training curves from the results store."""
+    from avatarbench.results.plots import bar_charts, training_curves
+
+    out_dir = Path(out) if out else Path(root) / "figures"
+    files = bar_charts(Path(root), out_dir)
+    run_dirs = sorted({p.parent for p in Path(root).glob("**/run.json")})
+    files += training_curves(run_dirs, out_dir / "training_curves")
+    for f in files:
+        click.echo(f"saved {f}")
+
+
 @cli.group()
 def bench():
     """Performance benchmarks (results/bench/<device>.json)."""

@@ -12,6 +12,7 @@ Nothing is overwritten silently:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,19 @@ def prepare_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
     return run_dir
 
 
+@contextmanager
+def training_lock(run_dir: Path):
+    """An exclusive advisory lock on ``<run>/train.lock`` (POSIX flock)."""
+    import fcntl
+
+    with open(Path(run_dir) / "train.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _diff_keys(a, b, prefix=""):
     if isinstance(a, dict) and isinstance(b, dict):
         for k in set(a) | set(b):
@@ -137,13 +151,14 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
     method.setup(train_frames)
     eval_frames = subject.frames("novel_view")[: int(cfg.engine.eval_frames)] if "novel_view" in \
         subject.split_names else []
-    logger = RunLogger(run_dir, cfg.engine.wandb, OmegaConf.to_container(cfg, resolve=True),
-                       name=f"{subject.name}/{req.method}")
-    try:
-        tr = train(method, train_frames, cfg, run_dir, eval_frames=eval_frames, logger=logger,
-                   stop_after=stop_after)
-    finally:
-        logger.close()
+    with training_lock(run_dir):  # jobs of other splits wait, then reuse the trained model
+        logger = RunLogger(run_dir, cfg.engine.wandb, OmegaConf.to_container(cfg, resolve=True),
+                           name=f"{subject.name}/{req.method}")
+        try:
+            tr = train(method, train_frames, cfg, run_dir, eval_frames=eval_frames, logger=logger,
+                       stop_after=stop_after)
+        finally:
+            logger.close()
     if tr.resumed_from is not None:
         echo(f"resumed from step {tr.resumed_from}")
     if tr.steps < method.total_iterations():
