@@ -1,0 +1,132 @@
+"""GaussianAvatars-style teeth: geometry by hand, blendshapes/skinning, and behaviour in the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avatarbench.bodymodels.flame_teeth import (
+    FLAME_LIP_RING_LOWER,
+    FLAME_LIP_RING_UPPER,
+    ROWS,
+    TEETH_NUM_FACES,
+    TEETH_NUM_VERTS,
+    add_teeth,
+    teeth_faces,
+    teeth_vertices,
+)
+
+torch.set_num_threads(1)
+
+
+def _toy_lips():
+    """15 upper ring vertices at y=+0.01 and 15 lower at y=-0.01, on the plane z=0.1 -> g = 0.02."""
+    xs = np.linspace(-0.02, 0.02, 15)
+    up = np.stack([xs, np.full(15, 0.01), np.full(15, 0.1)], 1)
+    lo = np.stack([xs, np.full(15, -0.01), np.full(15, 0.1)], 1)
+    v = np.concatenate([up, lo, [[0.0, 0.0, 0.0]]])
+    return v, np.arange(15), np.arange(15, 30), xs
+
+
+def test_teeth_vertices_by_hand():
+    v, ru, rl, xs = _toy_lips()
+    t = teeth_vertices(v, ru, rl).reshape(8, 15, 3)
+    g = 0.02
+    expected = {  # (y, z) of each row; x follows the lip columns
+        "upper_root": (0.1 * g + 2 * g, 0.1 - 1.5 * g),
+        "lower_root": (-0.1 * g - 2 * g, 0.1 - 1.5 * g - 0.4 * g),
+        "upper_edge": (0.1 * g, 0.1 - 1.5 * g),
+        "lower_edge": (-0.1 * g, 0.1 - 1.5 * g - 0.4 * g),
+        "upper_root_back": (0.1 * g + 2 * g, 0.1 - 2.5 * g),
+        "upper_edge_back": (0.1 * g, 0.1 - 2.5 * g),
+        "lower_root_back": (-0.1 * g - 2 * g, 0.1 - 2.9 * g),
+        "lower_edge_back": (-0.1 * g, 0.1 - 2.9 * g),
+    }
+    for k, name in enumerate(ROWS):
+        y, z = expected[name]
+        np.testing.assert_allclose(t[k, :, 0], xs, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(t[k, :, 1], y, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(t[k, :, 2], z, atol=1e-12, err_msg=name)
+
+
+def test_teeth_faces_count_orientation_and_manifold():
+    v, ru, rl, _ = _toy_lips()
+    t = teeth_vertices(v, ru, rl)
+    f, is_upper = teeth_faces(t)
+    assert f.shape == (TEETH_NUM_FACES, 3) and is_upper.sum() == 84
+    assert f.min() == 0 and f.max() == TEETH_NUM_VERTS - 1
+    upper_rows = [k for k, r in enumerate(ROWS) if r.startswith("upper")]
+    assert np.isin(f[is_upper] // 15, upper_rows).all()
+    assert not np.isin(f[~is_upper] // 15, upper_rows).any()
+    n = np.cross(t[f[:, 1]] - t[f[:, 0]], t[f[:, 2]] - t[f[:, 0]])
+    assert (np.linalg.norm(n, axis=1) > 0).all()
+    # strips: front plates face +z, back plates -z, biting edges face each other
+    for jaw, sel in (("upper", is_upper), ("lower", ~is_upper)):
+        nz = n[sel]
+        assert (nz[:28, 2] > 0).all() and (nz[28:56, 2] < 0).all(), jaw
+        assert ((nz[56:, 1] < 0) if jaw == "upper" else (nz[56:, 1] > 0)).all(), jaw
+    edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    assert np.unique(edges, axis=0, return_counts=True)[1].max() <= 2
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    assert len(np.unique(directed, axis=0)) == len(directed)  # consistently oriented
+
+
+def test_add_teeth_blendshapes_and_skinning():
+    v, ru, rl, _ = _toy_lips()
+    V = len(v)
+    rng = np.random.default_rng(0)
+    sd = rng.normal(size=(V, 3, 8))
+    pd = rng.normal(size=(V, 3, 36))
+    jr = rng.random(size=(5, V))
+    w = rng.dirichlet(np.ones(5), size=V)
+    faces = np.array([[0, 15, 1]])
+    out = add_teeth(v, faces, sd, pd, jr, w, ru, rl, n_shape_dirs=5)
+    assert out["v_template"].shape == (V + 120, 3) and out["faces"].shape == (1 + 168, 3)
+    assert out["teeth_faces_mask"].sum() == 168 and not out["teeth_faces_mask"][0]
+    col_mean = 0.5 * (sd[ru] + sd[rl])
+    tsd = out["shapedirs"][V:].reshape(8, 15, 3, 8)
+    for k in range(8):
+        np.testing.assert_allclose(tsd[k, :, :, :5], col_mean[:, :, :5])
+    assert (tsd[..., 5:] == 0).all()  # expression dims
+    assert (out["posedirs"][V:] == 0).all() and (out["J_regressor"][:, V:] == 0).all()
+    np.testing.assert_array_equal(out["J_regressor"][:, :V], jr)
+    tw = out["weights"][V:]
+    np.testing.assert_array_equal(tw[out["teeth_upper"] - V], np.eye(5)[[1] * 60])
+    np.testing.assert_array_equal(tw[out["teeth_lower"] - V], np.eye(5)[[2] * 60])
+    with pytest.raises(ValueError):
+        add_teeth(v, faces, sd, pd, jr, w, ru[:14], rl, n_shape_dirs=5)
+
+
+def test_flame_ring_constants():
+    assert FLAME_LIP_RING_UPPER.shape == (15,) and FLAME_LIP_RING_LOWER.shape == (15,)
+    assert len(set(FLAME_LIP_RING_UPPER) | set(FLAME_LIP_RING_LOWER)) == 30
+    assert max(FLAME_LIP_RING_UPPER.max(), FLAME_LIP_RING_LOWER.max()) < 5023
+
+
+def test_teeth_in_model_follow_neck_and_jaw(tmp_path):
+    from avatarbench.bodymodels.flame import load_flame
+    from avatarbench.bodymodels.flame_synthetic import write_synthetic_flame
+
+    path = write_synthetic_flame(tmp_path)
+    m = load_flame(path).double()
+    m0 = load_flame(path, teeth=False)
+    Vb = m.num_base_verts
+    assert m.num_verts == m0.num_verts + 120 and m.num_faces == m0.num_faces + 168
+    assert int(m.teeth_faces_mask.sum()) == 168 and bool(m.teeth_faces_mask[-168:].all())
+    np.testing.assert_array_equal(np.sort(m.masks["teeth"]), np.arange(Vb, Vb + 120))
+    up, lo = torch.as_tensor(m.masks["teeth_upper"]), torch.as_tensor(m.masks["teeth_lower"])
+
+    jaw = torch.tensor([[0.3, 0.0, 0.0]], dtype=torch.float64)
+    out = m(jaw_pose=jaw)
+    rest = m.v_template
+    torch.testing.assert_close(out.verts[0, up], rest[up])  # upper teeth stay
+    # lower teeth: rigid rotation about the jaw joint
+    Rj = out.A[0, 2, :3, :3]
+    expected = (rest[lo] - out.joints[0, 2]) @ Rj.T + out.joints[0, 2]
+    torch.testing.assert_close(out.verts[0, lo], expected)
+    assert (out.verts[0, lo, 1] < rest[lo, 1] - 1e-3).all()
+
+    neck = torch.tensor([[0.0, 0.4, 0.0]], dtype=torch.float64)
+    o2 = m(neck_pose=neck)
+    torch.testing.assert_close(o2.verts[0, up], (rest[up] - o2.joints[0, 1]) @ o2.A[0, 1, :3, :3].T + o2.joints[0, 1])
