@@ -92,6 +92,8 @@ def resolve_config(req: RunRequest) -> DictConfig:
     method_file = _load(spec.config_file)
     layers = [_load(root / "defaults.yaml"), _load(root / "protocols" / f"{req.split}.yaml"),
               OmegaConf.create({"method": method_file.get("method", {})})]
+    if spec.kind == "body":
+        layers.insert(2, _load(root / "protocols" / "body.yaml"))
     preset_file = root / "presets" / f"{req.preset}.yaml"
     method_presets = method_file.get("presets", {}) or {}
     if not preset_file.exists() and req.preset not in method_presets:
@@ -111,7 +113,8 @@ def resolve_config(req: RunRequest) -> DictConfig:
     OmegaConf.set_struct(base, False)
     cfg = OmegaConf.merge(*layers)
     # keys introduced by presets/ablations must already exist in the defaults: catch typos there too
-    _check_known_keys(OmegaConf.merge(*layers[:3]), layers[3:], spec.config_file)
+    n_base = 4 if spec.kind == "body" else 3
+    _check_known_keys(OmegaConf.merge(*layers[:n_base]), layers[n_base:], spec.config_file)
     cfg.run = OmegaConf.create({"method": req.method, "split": req.split, "preset": req.preset,
                                 "ablation": req.ablation, "kind": spec.kind})
     if req.subject:
