@@ -56,6 +56,16 @@ class Camera:
         self.height = int(self.height)
         self.id = int(self.id)
 
+    def __eq__(self, other) -> bool:
+        """Value equality (the generated dataclass ``__eq__`` fails on tensor fields)."""
+        if not isinstance(other, Camera):
+            return NotImplemented
+        return (self.width == other.width and self.height == other.height and self.id == other.id
+                and self.name == other.name and torch.equal(self.K, other.K)
+                and torch.equal(self.world_to_cam, other.world_to_cam))
+
+    __hash__ = None  # mutable tensors: unhashable, like the generated dataclass
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_intrinsics(cls, fx, fy, cx, cy, width, height, world_to_cam, id=0, name="") -> "Camera":

@@ -50,16 +50,30 @@ def resize_hwc(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[0].permute(1, 2, 0).contiguous()
 
 
+def check_native_size(path: str | Path, arr: np.ndarray, expect_size: tuple[int, int] | None) -> None:
+    """Raise DataError when an (H, W, C) array read from ``path`` is not ``expect_size = (width, height)``."""
+    if expect_size is None:
+        return
+    w, h = int(expect_size[0]), int(expect_size[1])
+    if arr.shape[1] != w or arr.shape[0] != h:
+        raise DataError(path, f"image is {arr.shape[1]}x{arr.shape[0]} pixels",
+                        f"{w}x{h} as given by the dataset's camera (w, h)")
+
+
 def load_image(path: str | Path, size: tuple[int, int] | None = None, background=(1.0, 1.0, 1.0),
-               mask_path: str | Path | None = None) -> torch.Tensor:
+               mask_path: str | Path | None = None, expect_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Load an RGB image composited on ``background``.
 
     Alpha comes from the image's own alpha channel, else from ``mask_path`` when given.
+    ``expect_size = (width, height)``: the file's native size, checked before resizing (so that
+    resized images always match intrinsics scaled from that size).
 
     Returns:
         (H, W, 3) float32 in [0, 1] at ``size = (width, height)`` (native size if None).
     """
-    arr = torch.from_numpy(read_image_array(path))
+    a = read_image_array(path)
+    check_native_size(path, a, expect_size)
+    arr = torch.from_numpy(a)
     rgb = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1].expand(-1, -1, 3)
     alpha = arr[..., 3:4] if arr.shape[2] == 4 else None
     if alpha is None and mask_path is not None:
@@ -72,9 +86,15 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, background
     return rgb.clamp(0, 1)
 
 
-def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Load a foreground mask as (H, W, 1) float32 in [0, 1] (first channel, or alpha if RGBA)."""
-    arr = torch.from_numpy(read_image_array(path))
+def load_mask(path: str | Path, size: tuple[int, int] | None = None,
+              expect_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Load a foreground mask as (H, W, 1) float32 in [0, 1] (first channel, or alpha if RGBA).
+
+    ``expect_size = (width, height)``: the file's native size, checked before resizing.
+    """
+    a = read_image_array(path)
+    check_native_size(path, a, expect_size)
+    arr = torch.from_numpy(a)
     m = arr[..., 3:4] if arr.shape[2] == 4 else arr[..., :1]
     if size is not None:
         m = resize_hwc(m, size)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -43,7 +43,8 @@ class Frame:
         camera: the camera at the subject's working resolution.
         image_path: RGB(A) image, or None when there is no ground truth (cross-reenactment).
         mask_path: foreground mask, or None.
-        driving: driving parameters for this timestep (see module docstring).
+        driving: driving parameters for this timestep (see module docstring): a dict, or a
+            read-only Mapping that loads on first access (VHAP's per-timestep npz files).
         background: RGB in [0, 1] the image is composited on.
         driver: name of the subject whose motion drives this frame (cross-reenactment), else None.
     """
@@ -54,7 +55,7 @@ class Frame:
     camera: Camera
     image_path: Path | None
     mask_path: Path | None
-    driving: dict[str, np.ndarray]
+    driving: Mapping[str, np.ndarray]
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     driver: str | None = None
     meta: dict = field(default_factory=dict, repr=False)
@@ -73,13 +74,15 @@ class Frame:
         if self.image_path is None:
             raise ValueError(f"frame {self.key} has no ground-truth image")
         return load_image(self.image_path, (self.camera.width, self.camera.height), self.background,
-                          mask_path=self.mask_path if self.meta.get("composite_with_mask") else None)
+                          mask_path=self.mask_path if self.meta.get("composite_with_mask") else None,
+                          expect_size=self.camera.meta.get("native_size"))
 
     def mask(self) -> torch.Tensor | None:
         """(H, W, 1) float32 in [0, 1] at the camera's resolution, or None."""
         if self.mask_path is None:
             return None
-        return load_mask(self.mask_path, (self.camera.width, self.camera.height))
+        return load_mask(self.mask_path, (self.camera.width, self.camera.height),
+                         expect_size=self.camera.meta.get("native_size"))
 
     def driving_tensors(self, device=None) -> dict[str, torch.Tensor]:
         """Driving parameters as float32 tensors with a leading batch dim of 1."""
@@ -121,6 +124,7 @@ class Subject:
         self.canonical = canonical or {}
         self._gt_mesh_loader = gt_mesh_loader
         self.meta = meta or {}
+        self._by_timestep: dict[int, Frame] | None = None
 
     # ------------------------------------------------------------------ splits
     @property
@@ -146,13 +150,18 @@ class Subject:
                 seen.setdefault(f.sequence, None)
         return list(seen)
 
-    def driving(self, timestep: int) -> dict[str, np.ndarray]:
+    def driving(self, timestep: int) -> Mapping[str, np.ndarray]:
         """Driving parameters of a timestep (from any split)."""
-        for frames in self._frames.values():
-            for f in frames:
-                if f.timestep == timestep:
-                    return f.driving
-        raise KeyError(f"subject {self.name!r} has no timestep {timestep}")
+        if getattr(self, "_by_timestep", None) is None:  # built once: O(1) lookups for subjects with ~30k frames
+            index: dict[int, Frame] = {}
+            for frames in self._frames.values():
+                for f in frames:
+                    index.setdefault(f.timestep, f)
+            self._by_timestep = index
+        f = self._by_timestep.get(int(timestep))
+        if f is None:
+            raise KeyError(f"subject {self.name!r} has no timestep {timestep}")
+        return f.driving
 
     def gt_mesh(self, timestep: int) -> np.ndarray | None:
         """(V, 3) ground-truth mesh vertices of a timestep (synthetic subjects), else None."""
@@ -170,28 +179,45 @@ class Subject:
         s = Subject.__new__(Subject)
         s.__dict__.update(self.__dict__)
         s._frames = new
+        s._by_timestep = None
+        s.meta = dict(self.meta)
         return s
 
     def summary(self) -> dict:
         """JSON-friendly summary (``avatarbench data inspect``)."""
-        any_cam = next(iter(self.cameras.values()))
+        any_cam = next(iter(self.cameras.values()), None)
         return {
             "name": self.name,
             "kind": self.kind,
             "root": str(self.root),
             "body_model": self.body_model,
+            "body_model_path": str(self.body_model_path) if self.body_model_path else None,
+            "background": list(self.background),
             "num_cameras": len(self.cameras),
-            "image_size": [any_cam.width, any_cam.height],
+            "image_size": [any_cam.width, any_cam.height] if any_cam else None,
             "splits": {s: {"frames": len(f), "timesteps": len({x.timestep for x in f}),
                            "cameras": sorted({x.camera.id for x in f}),
                            "sequences": self.sequences(s)} for s, f in self._frames.items()},
             "cameras": {str(i): c.to_dict() for i, c in sorted(self.cameras.items())},
-            "meta": {k: v for k, v in self.meta.items() if isinstance(v, (str, int, float, bool, list))},
+            "meta": {k: v for k, v in self.meta.items() if _is_jsonable(v)},
         }
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self._frames.items())
         return f"Subject({self.name!r}, kind={self.kind!r}, cameras={len(self.cameras)}, {sizes})"
+
+
+def _is_jsonable(v, depth: int = 0) -> bool:
+    """True for None/str/int/float/bool and lists/tuples/str-keyed dicts of them (no arrays)."""
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return True
+    if depth > 4:
+        return False
+    if isinstance(v, (list, tuple)):
+        return all(_is_jsonable(x, depth + 1) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _is_jsonable(x, depth + 1) for k, x in v.items())
+    return False
 
 
 def with_camera(frame: Frame, camera: Camera) -> Frame:
