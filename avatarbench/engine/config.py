@@ -147,5 +147,6 @@ def training_identity(cfg: DictConfig) -> dict:
     c.pop("protocol", None)
     c.get("run", {}).pop("split", None)
     c.get("data", {}).pop("driver", None)
+    c.get("data", {}).pop("driver_split", None)
     c.pop("output", None)
     return c

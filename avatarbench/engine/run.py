@@ -66,7 +66,11 @@ def split_frames(subject, cfg) -> list:
         if not driver_name:
             raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
         driver = load_subject(driver_name, scale=float(cfg.data.scale))
-        frames = cross_reenact_frames(subject, driver)
+        # a single-sequence driver (e.g. a FREE folder) drives with the whole sequence; a union
+        # drives with its held-out (self_reenact) sequence
+        driver_split = cfg.data.driver_split or (driver.sequences()[0] if len(driver.sequences()) == 1
+                                                 else "self_reenact")
+        frames = cross_reenact_frames(subject, driver, driver_split=driver_split)
     else:
         frames = subject.frames(split)
     if cfg.protocol.max_frames:
