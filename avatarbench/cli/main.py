@@ -182,6 +182,20 @@ def plot(root, out):
         click.echo(f"saved {f}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
+def check(run_dir, split):
+    """Reproducibility checks: checkpoint re-save bytes, re-render PNGs, offline re-scoring."""
+    from avatarbench.engine.reproduce import check_reproducibility
+
+    res = check_reproducibility(Path(run_dir), split)
+    click.echo(json.dumps(res, indent=2))
+    ok = res["checkpoint_resave_identical"] and res["rerender_identical"] and res["offline_eval_within_1e-6"]
+    if not ok:
+        raise SystemExit(1)
+
+
 @cli.group()
 def bench():
     """Performance benchmarks (results/bench/<device>.json)."""
@@ -199,6 +213,22 @@ def bench_render(counts, resolutions, backend, repeats, out):
 
     path = run_render_bench([int(c) for c in counts.split(",")], [int(r) for r in resolutions.split(",")],
                             backend=backend, repeats=repeats, out=Path(out) if out else None, echo=click.echo)
+    click.echo(f"saved {path}")
+
+
+@bench.command("methods")
+@click.option("--methods", "names", default=None, help="Comma list (default: every registered method).")
+@click.option("--preset", default=None, help="Default: paper on GPU, smoke on CPU.")
+@click.option("--train-steps", default=20, show_default=True)
+@click.option("--out", default=None, type=click.Path())
+def bench_methods(names, preset, train_steps, out):
+    """Per-method training it/s, render FPS at paper size, peak memory, Gaussian count."""
+    from avatarbench.engine.registry import list_methods
+    from avatarbench.results.bench import run_method_bench
+
+    chosen = names.split(",") if names else sorted(list_methods())
+    path = run_method_bench(chosen, preset=preset, train_steps=train_steps, out=Path(out) if out else None,
+                            echo=click.echo)
     click.echo(f"saved {path}")
 
 
