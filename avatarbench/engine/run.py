@@ -219,17 +219,27 @@ def format_summary(outcome: RunOutcome) -> str:
     if m:
         parts = [f"PSNR {m['psnr']:.2f} dB" if m.get("psnr") is not None else "PSNR n/a",
                  f"SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "SSIM n/a"]
+        unavailable = []
         for net in ("alex", "vgg"):
             key = f"lpips_{net}"
             if key in m:
-                parts.append(f"LPIPS-{net} {m[key]:.4f}" if m[key] is not None else
-                             f"LPIPS-{net} unavailable ({r.get('lpips_status', {}).get(net, 'no backbone')})")
+                if m[key] is not None:
+                    parts.append(f"LPIPS-{net} {m[key]:.4f}")
+                else:
+                    unavailable.append(net)
+        if unavailable:
+            status = r.get("lpips_status", {})
+            reason = next((status.get(n, {}).get("reason") for n in unavailable if isinstance(status.get(n), dict)),
+                          None) or "backbone weights absent"
+            parts.append(f"LPIPS ({'/'.join(unavailable)}) unavailable: {reason.split('. ')[0]} "
+                         "(see README: LPIPS backbones)")
         lines.append("  " + ", ".join(parts))
     else:
         lines.append("  no ground truth for this split: renders and videos only")
     g = r.get("geometry") or {}
     if g:
-        lines.append("  geometry: " + ", ".join(f"{k} {v:.4g}" for k, v in g.items() if v is not None))
+        shown = {k: g[k] for k in ("p2m_mean_mm", "chamfer_mm") if g.get(k) is not None}
+        lines.append("  geometry vs GT mesh: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     lines.append(f"  results: {outcome.eval_dir / 'results.json'}")
     return "\n".join(lines)
 

@@ -77,7 +77,11 @@ def run_job(job: dict, root: str) -> dict:
     j = Job(**job)
     req = RunRequest(method=j.method, split=j.split, preset=j.preset, ablation=j.ablation,
                      sets=tuple(j.sets) + (f"output.root={root}",), subject=j.subject)
-    outcome = execute(req, None, echo=lambda *_: None, progress=False)
+    try:
+        outcome = execute(req, None, echo=lambda *_: None, progress=False)
+    except Exception as e:  # reported in the manifest as one line; the traceback stays in the job log
+        traceback.print_exc()
+        return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
     return {"results": str(outcome.eval_dir / "results.json"), "metrics": outcome.results.get("metrics", {})}
 
 
@@ -145,10 +149,12 @@ def run_sweep(jobs: list[Job], root: Path, *, name: str, executor: str = "local"
 def _finish(job: Job, get_result) -> None:
     try:
         res = get_result()
+    except Exception as e:  # the job process itself died (killed, out of memory, ...)
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        errs = [ln for ln in lines if "Error" in ln or "error" in ln]
+        job.status, job.error = "failed", (errs[-1] if errs else (lines[0] if lines else type(e).__name__))[:500]
+        return
+    if res.get("error"):
+        job.status, job.error = "failed", res["error"][:500]
+    else:
         job.status, job.error, job.results = "done", None, res.get("results")
-    except Exception as e:  # a failed job is reported, never fatal for the sweep
-        msg = str(e).strip().splitlines()
-        job.status = "failed"
-        job.error = (msg[-1] if msg else e.__class__.__name__)[:500]
-        if not msg:
-            job.error = traceback.format_exception_only(type(e), e)[-1].strip()

@@ -61,6 +61,8 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     t = _pivot(full, ["method", "preset"], cols)
     t["subjects"] = full.groupby(["method", "preset"])["subject"].nunique()
+    t.index = [f"{m} ({p})" for m, p in t.index]
+    t.index.name = "method (preset)"
     return t
 
 
