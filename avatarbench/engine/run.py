@@ -146,6 +146,9 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         return RunOutcome(run_dir, eval_dir, json.loads((eval_dir / "results.json").read_text()), True)
 
     device = select_device(cfg.engine.device)
+    from avatarbench.render import set_default_backend
+
+    set_default_backend(str(cfg.render.backend))
     if cfg.engine.num_threads:
         torch.set_num_threads(int(cfg.engine.num_threads))
     write_json(run_dir / "environment.json", environment_info(device))

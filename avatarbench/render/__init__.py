@@ -11,6 +11,8 @@ Example::
 
 from __future__ import annotations
 
+import os
+
 from typing import Literal
 
 import torch
@@ -61,6 +63,19 @@ def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degr
                 raise _shape_error("backgrounds", backgrounds, f"(C, D) with C={C}")
         elif tuple(backgrounds.shape) != (C, Db):
             raise _shape_error("backgrounds", backgrounds, f"({C}, {Db})")
+
+
+_default_backend = os.environ.get("AVATARBENCH_RENDER_BACKEND", "auto")
+
+
+def set_default_backend(name: str) -> None:
+    """What ``backend="auto"`` means for this process: ``auto`` (gsplat on CUDA, else torch),
+    ``torch`` or ``gsplat``. The engine sets it from the run config's ``render.backend``, so every
+    method renders through the same backend without passing it around."""
+    global _default_backend
+    if name not in BACKENDS:
+        raise ValueError(f"render.backend={name!r} (expected one of {BACKENDS})")
+    _default_backend = name
 
 
 def rasterize(
@@ -127,6 +142,8 @@ def rasterize(
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, backgrounds, render_mode)
     if rasterize_mode not in ("classic", "antialiased"):
         raise ValueError(f"rasterize: rasterize_mode={rasterize_mode!r} (expected 'classic' or 'antialiased')")
+    if backend == "auto":
+        backend = _default_backend
     if backend == "auto":
         use_gsplat = means.is_cuda and means.dtype == torch.float32 and gsplat_available()
         backend = "gsplat" if use_gsplat else "torch"
