@@ -170,14 +170,19 @@ def sweep(method, ablations, splits, subjects, preset, sets, executor, parallel,
 @cli.command()
 @click.option("--root", default="runs", show_default=True, type=click.Path())
 @click.option("--out", default=None, type=click.Path(), help="Default: <root>/figures")
-def plot(root, out):
-    """Bar charts per metric and training curves from the results store."""
-    from avatarbench.results.plots import bar_charts, training_curves
+@click.option("--grid", "grid_split", default=None, type=SPLIT_CHOICE,
+              help="Also draw a qualitative grid (GT | method ...) for this split.")
+@click.option("--frames", "n_frames", default=3, show_default=True, help="Frames in the qualitative grid.")
+def plot(root, out, grid_split, n_frames):
+    """Bar charts per metric, training curves and (with --grid) a qualitative grid."""
+    from avatarbench.results.plots import bar_charts, grid_from_store, training_curves
 
     out_dir = Path(out) if out else Path(root) / "figures"
     files = bar_charts(Path(root), out_dir)
     run_dirs = sorted({p.parent for p in Path(root).glob("**/run.json")})
     files += training_curves(run_dirs, out_dir / "training_curves")
+    if grid_split:
+        files += grid_from_store(Path(root), grid_split, n_frames, out_dir / f"grid_{grid_split}")
     for f in files:
         click.echo(f"saved {f}")
 

@@ -122,3 +122,32 @@ def qualitative_grid(eval_dirs: dict[str, Path], frame_keys: list[str], gt_image
     files = _save(fig, out_path)
     plt.close(fig)
     return files
+
+
+def grid_from_store(root: Path, split: str, n_frames: int, out_path: Path) -> list[Path]:
+    """A qualitative grid from the store: the full variant of every method evaluated on ``split``
+    for the first subject found, ``n_frames`` frames spread over the frames all of them rendered."""
+    from omegaconf import OmegaConf
+
+    from avatarbench.engine.run import load_run_subject
+
+    df = results_frame(root)
+    if df.empty:
+        return []
+    d = df[(df["split"] == split) & (df["variant"] == "full")]
+    if d.empty:
+        return []
+    subject = sorted(d["subject"])[0]
+    d = d[d["subject"] == subject]
+    eval_dirs = {f"{r.method} ({r.preset})": Path(r.path).parent for r in d.itertuples()}
+    keysets = [set(pd.read_csv(e / "metrics_per_image.csv")["key"]) for e in eval_dirs.values()
+               if (e / "metrics_per_image.csv").exists()]
+    if not keysets:
+        return []
+    common = sorted(set.intersection(*keysets))
+    keys = [common[i] for i in np.linspace(0, len(common) - 1, min(n_frames, len(common))).astype(int)]
+    cfg = OmegaConf.load(next(iter(eval_dirs.values())).parent.parent / "config.yaml")
+    subj = load_run_subject(cfg)
+    frames = {f.key: f for f in subj.frames(split)}
+    gt = {k: frames[k].image().numpy() for k in keys if k in frames}
+    return qualitative_grid(eval_dirs, keys, gt, out_path)
