@@ -81,7 +81,7 @@ def split_frames(subject, cfg) -> list:
 def prepare_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
     root = Path(cfg.output.root)
     run_dir = Path(output) if output else run_folder(root, subject_name, cfg.run.method, cfg.run.ablation,
-                                                     cfg.run.preset)
+                                                     cfg.run.preset, int(cfg.engine.seed))
     identity = training_identity(cfg)
     sha = config_sha(identity)
     meta_path = run_dir / "run.json"
@@ -167,7 +167,8 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         finally:
             logger.close()
     if tr.resumed_from is not None:
-        echo(f"resumed from step {tr.resumed_from}")
+        echo(f"reusing the trained model (step {tr.resumed_from})" if tr.resumed_from >= method.total_iterations()
+             else f"resumed from step {tr.resumed_from}")
     if tr.steps < method.total_iterations():
         echo(f"stopped at step {tr.steps} of {method.total_iterations()} (checkpoint saved)")
         return RunOutcome(run_dir, eval_dir, {}, False)

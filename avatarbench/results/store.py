@@ -3,7 +3,7 @@
 A run folder holds one trained avatar (method x variant x preset x subject) and any number of
 evaluations of it::
 
-    <root>/<subject>/<method>[+<ablation>]/<preset>/
+    <root>/<subject>/<method>[+<ablation>]/<preset>[-seed<k>]/
         run.json                 identity: method, variant, preset, subject, config sha, created
         config.yaml              the resolved training config
         environment.json         versions, device, git commit
@@ -26,9 +26,10 @@ from pathlib import Path
 from avatarbench.paths import repo_root
 
 
-def run_folder(root: Path, subject: str, method: str, ablation: str | None, preset: str) -> Path:
+def run_folder(root: Path, subject: str, method: str, ablation: str | None, preset: str, seed: int = 0) -> Path:
+    """``<root>/<subject>/<method>[+<ablation>]/<preset>[-seed<k>]`` (seed 0 has no suffix)."""
     variant = method if not ablation else f"{method}+{ablation}"
-    return Path(root) / subject / variant / preset
+    return Path(root) / subject / variant / (preset if not seed else f"{preset}-seed{seed}")
 
 
 def config_sha(identity: dict) -> str:
