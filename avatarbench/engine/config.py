@@ -93,7 +93,7 @@ def resolve_config(req: RunRequest) -> DictConfig:
     layers = [_load(root / "defaults.yaml"), _load(root / "protocols" / f"{req.split}.yaml"),
               OmegaConf.create({"method": method_file.get("method", {})})]
     if spec.kind == "body":
-        layers.insert(2, _load(root / "protocols" / "body.yaml"))
+        layers.insert(2, _load(root / "protocols" / "kinds" / "body.yaml"))
     preset_file = root / "presets" / f"{req.preset}.yaml"
     method_presets = method_file.get("presets", {}) or {}
     if not preset_file.exists() and req.preset not in method_presets:
