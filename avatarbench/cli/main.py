@@ -211,10 +211,16 @@ def bench():
 @click.option("--resolutions", default="128,256,512", show_default=True)
 @click.option("--backend", default="auto", show_default=True)
 @click.option("--repeats", default=3, show_default=True)
+@click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
 @click.option("--out", default=None, type=click.Path())
-def bench_render(counts, resolutions, backend, repeats, out):
+def bench_render(counts, resolutions, backend, repeats, threads, out):
     """Renderer microbenchmark: forward+backward time over Gaussian count x resolution."""
+    import torch
+
     from avatarbench.results.bench import run_render_bench
+
+    if threads:
+        torch.set_num_threads(threads)
 
     path = run_render_bench([int(c) for c in counts.split(",")], [int(r) for r in resolutions.split(",")],
                             backend=backend, repeats=repeats, out=Path(out) if out else None, echo=click.echo)
@@ -225,9 +231,14 @@ def bench_render(counts, resolutions, backend, repeats, out):
 @click.option("--methods", "names", default=None, help="Comma list (default: every registered method).")
 @click.option("--preset", default=None, help="Default: paper on GPU, smoke on CPU.")
 @click.option("--train-steps", default=20, show_default=True)
+@click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
 @click.option("--out", default=None, type=click.Path())
-def bench_methods(names, preset, train_steps, out):
+def bench_methods(names, preset, train_steps, threads, out):
     """Per-method training it/s, render FPS at paper size, peak memory, Gaussian count."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from avatarbench.engine.registry import list_methods
     from avatarbench.results.bench import run_method_bench
 

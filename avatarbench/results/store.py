@@ -69,8 +69,13 @@ def environment_info(device=None) -> dict:
     dev = {"type": str(device) if device is not None else "cpu", "name": platform.processor() or platform.machine()}
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         dev["name"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        load = list(__import__("os").getloadavg())
+    except OSError:
+        load = None
     return {"python": sys.version.split()[0], "platform": platform.platform(), "versions": versions,
-            "device": dev, "torch_threads": torch.get_num_threads(), "git": git_commit(), "created": now_iso()}
+            "device": dev, "torch_threads": torch.get_num_threads(), "cpu_count": __import__("os").cpu_count(),
+            "load_average": load, "git": git_commit(), "created": now_iso()}
 
 
 def write_json(path: Path, obj) -> None:
