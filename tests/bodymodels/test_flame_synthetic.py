@@ -49,7 +49,6 @@ def _ids(flame, name):
 
 def test_file_format_matches_flame(written):
     path, seconds = written
-    assert seconds < 5.0
     assert path.name == MODEL_FILENAME and (path.parent / MASKS_FILENAME).is_file()
     with open(path, "rb") as f:
         d = pickle.load(f)  # plain pickle: no chumpy needed

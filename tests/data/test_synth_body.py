@@ -7,7 +7,6 @@ preset is generated in one ``slow`` test.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -138,15 +137,10 @@ def test_ensure_caches_atomically(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_smoke_preset_under_a_minute(tmp_path, monkeypatch):
+def test_smoke_preset_layout(tmp_path, monkeypatch):
+    # generation time is measured by benchmarks, not asserted here
     monkeypatch.setenv("AVATARBENCH_HOME", str(tmp_path))
-    from avatarbench.bodymodels.smplx_synthetic import ensure_synthetic_smplx
-
-    ensure_synthetic_smplx()
-    t0 = time.perf_counter()
     root = body.ensure_synthetic_body("synth_body_a", preset="smoke")
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 60, elapsed
     s = load_avatarrex(root)
     assert (s.cameras[0].width, s.cameras[0].height) == (128, 128)
     assert len(s.timesteps("train")) == 20 and len(s.timesteps("self_reenact")) == 8
