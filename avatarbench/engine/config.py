@@ -26,6 +26,7 @@ from avatarbench.errors import ConfigError
 from avatarbench.paths import configs_dir
 
 SPLITS = ("novel_view", "self_reenact", "cross_reenact")
+DEFAULT_SUBJECT = {"head": "synth_head_a", "body": "synth_body_a"}
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def resolve_config(req: RunRequest) -> DictConfig:
         cfg.data.subject = req.subject
     if req.data_path:
         cfg.data.path = req.data_path
+    if not cfg.data.subject and not cfg.data.path:
+        cfg.data.subject = DEFAULT_SUBJECT[spec.kind]
     OmegaConf.set_struct(cfg, True)
     apply_sets(cfg, req.sets)
     OmegaConf.resolve(cfg)
