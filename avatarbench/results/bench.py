@@ -135,9 +135,12 @@ def run_method_bench(methods: list[str], *, preset: str | None = None, train_ste
         fps = render_repeats / (time.perf_counter() - t0)
         row = {"method": name, "preset": preset, "device": str(device), "train_step_s": train_s,
                "train_it_per_s": 1.0 / train_s, "render_fps": fps, "render_size": [w, h],
-               "num_gaussians": method.num_gaussians(), "peak_memory_mb": peak_memory_mb(device)}
+               "num_gaussians": method.num_gaussians(),
+               # CUDA: peak allocated by torch for this method; CPU: the process's peak RSS so far
+               # (cumulative over the methods benchmarked before it in the same process)
+               ("peak_cuda_memory_mb" if device.type == "cuda" else "peak_process_rss_mb"): peak_memory_mb(device)}
         echo(f"{name:24s} {1.0 / train_s:8.2f} it/s  {fps:8.2f} FPS @ {w}x{h}  "
-             f"{row['num_gaussians']:8d} Gaussians  peak {row['peak_memory_mb']:.0f} MB")
+             f"{row['num_gaussians']:8d} Gaussians  peak {peak_memory_mb(device):.0f} MB")
         rows.append(row)
     path = out or bench_dir() / f"{device_slug(device)}.json"
     _merge_report(path, "methods", {"environment": environment_info(device), "rows": rows})
