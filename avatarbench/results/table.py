@@ -141,7 +141,10 @@ def build_table(root: Path, *, ablations_of: str | None = None, out_dir: Path | 
     if with_paper and not ablations_of:
         p = paper_rows(df)
         if not p.empty:
-            text += ["", "## Published numbers (results/paper/)", "", p.to_markdown(index=False, floatfmt=".4g")]
+            cols = [c for c in ("method_id", "method", "table", "task", "psnr", "ssim", "lpips", "lpips_net", "resolution",
+                                "verification") if c in p.columns]
+            text += ["", "## Published numbers (results/paper/; full provenance in the CSVs)", "",
+                     p[cols].to_markdown(index=False, floatfmt=".4g")]
         notes = protocol_notes(df, p)
         if notes:
             text += ["", "Protocol differences:"] + [f"- {n}" for n in notes]
