@@ -83,6 +83,20 @@ class Camera:
         c2w = _as_tensor(c2w_cv, (4, 4), "cam_to_world")
         return cls.from_intrinsics(fx, fy, cx, cy, width, height, torch.linalg.inv(c2w), id, name)
 
+    @classmethod
+    def look_at(cls, eye, target, fx, fy, cx, cy, width, height, up=(0.0, 1.0, 0.0), id=0, name="") -> "Camera":
+        """A camera at ``eye`` looking at ``target`` with world ``up`` pointing up in the image
+        (OpenCV: z towards the target, x right = z x up, y down = z x x)."""
+        eye_t = torch.as_tensor(np.asarray(eye, dtype=np.float64))
+        fwd = torch.as_tensor(np.asarray(target, dtype=np.float64)) - eye_t
+        fwd = fwd / torch.linalg.norm(fwd)
+        right = torch.linalg.cross(fwd, torch.as_tensor(np.asarray(up, dtype=np.float64)))
+        right = right / torch.linalg.norm(right)
+        down = torch.linalg.cross(fwd, right)
+        c2w = torch.eye(4, dtype=torch.float64)
+        c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, fwd, eye_t
+        return cls.from_opencv_c2w(c2w, fx, fy, cx, cy, width, height, id, name)
+
     # ------------------------------------------------------------------ derived
     @property
     def fx(self) -> float:

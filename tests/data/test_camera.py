@@ -119,3 +119,15 @@ def test_loaded_cameras_scale_consistently(union):
     assert cam.meta["native_size"] == (fx.W, fx.H)
     gl = torch.tensor(fx.opengl_c2w(5, fx.seq_shift(0)), dtype=DT)
     torch.testing.assert_close(cam.opengl_c2w, gl)
+
+
+def test_look_at_projects_target_to_principal_point_and_up_upwards():
+    import torch as _t
+
+    from avatarbench.data.camera import Camera as _C
+
+    cam = _C.look_at([0.3, 0.2, 1.0], [0.0, 0.05, 0.0], 100.0, 110.0, 31.0, 47.0, 64, 96)
+    p = cam.project(_t.tensor([[0.0, 0.05, 0.0], [0.0, 0.15, 0.0]], dtype=_t.float64))
+    _t.testing.assert_close(p[0, :2], _t.tensor([31.0, 47.0], dtype=_t.float64))
+    assert p[1, 1] < p[0, 1] and p[0, 2] > 0  # world up is image up; target in front
+    _t.testing.assert_close(cam.center, _t.tensor([0.3, 0.2, 1.0], dtype=_t.float64))

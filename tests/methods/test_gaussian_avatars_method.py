@@ -30,15 +30,9 @@ def ga_cfg(**overrides):
 
 def look_at_head(cid: int, angle: float, dist: float = 0.55) -> Camera:
     """A camera on a circle around the y axis looking at the head (FLAME: face towards +z)."""
-    c = np.array([dist * math.sin(angle), 0.0, dist * math.cos(angle)])
-    fwd = -c / np.linalg.norm(c)
-    right = np.cross(fwd, [0.0, -1.0, 0.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, fwd, c
+    eye = [dist * math.sin(angle), 0.0, dist * math.cos(angle)]
     f = 1.6 * W
-    return Camera.from_opencv_c2w(c2w, f, f * 1.02, W / 2 + 0.3, H / 2 - 0.2, W, H, id=cid)
+    return Camera.look_at(eye, [0.0, 0.0, 0.0], f, f * 1.02, W / 2 + 0.3, H / 2 - 0.2, W, H, up=(0.0, -1.0, 0.0), id=cid)  # the camera these tests were written with
 
 
 def driving(t: int, num_verts: int) -> dict[str, np.ndarray]:
