@@ -328,9 +328,13 @@ class AnimatableGaussians(AvatarMethod):
         return T
 
     def _view_cosines(self, M: torch.Tensor, frame: Frame, noise: bool) -> torch.Tensor:
-        """(N,) cosine between the posed template normal and the direction to the camera."""
+        """(N,) cosine between the posed template normal and the direction to the camera.
+
+        As the official ``get_viewdir_feat``: the canonical normal times the blended 3x3 (not
+        re-normalised), dotted with the unit direction from the posed base point to the camera.
+        M: (N, 4, 4) blended transforms."""
         x = apply_points(M, self.cano_pos)
-        n = F.normalize((M[:, :3, :3] @ self.cano_nrm.unsqueeze(-1)).squeeze(-1), dim=-1)
+        n = (M[:, :3, :3] @ self.cano_nrm.unsqueeze(-1)).squeeze(-1)
         d = frame.camera.center.to(self.device, torch.float32)[None] - x
         d = F.normalize(d, dim=-1)
         if noise:

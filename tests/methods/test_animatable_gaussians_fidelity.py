@@ -391,3 +391,22 @@ def test_template_is_fitted_on_the_official_frame_when_known(tmp_path, monkeypat
     assert len(seen["views"]) == 3  # every training camera of that one frame
     for v in seen["views"]:
         torch.testing.assert_close(v.transforms, want)
+
+
+# ------------------------------------------------------------------------------ view cosine
+def test_view_cosine_uses_the_blended_normal_without_renormalising(tmp_path):
+    """Official ``get_viewdir_feat``: ``live_nmls = M[:3, :3] n`` (blended, not normalised),
+    ``(live_nmls * normalize(cam - M x)).sum(-1)``. With M = diag(2, 2, 2, 1) + t the cosine doubles."""
+    m, subject = make(tmp_path)
+    frame = subject.frames("train")[0]
+    n = m.num_gaussians()
+    M = torch.eye(4).repeat(n, 1, 1)
+    M[:, :3, :3] *= 2.0
+    M[:, :3, 3] = torch.tensor([0.1, 0.0, -0.2])
+    cos = m._view_cosines(M, frame, noise=False).double()
+    x = 2.0 * m.cano_pos.double() + torch.tensor([0.1, 0.0, -0.2], dtype=torch.float64)
+    d = frame.camera.center.double()[None] - x
+    d = d / d.norm(dim=-1, keepdim=True)
+    want = (2.0 * m.cano_nrm.double() * d).sum(-1)
+    torch.testing.assert_close(cos, want, atol=1e-5, rtol=0)
+    assert float(cos.abs().max()) > 1.2  # not a unit cosine any more
