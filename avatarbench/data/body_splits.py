@@ -52,6 +52,11 @@ class BodySplitSpec:
         self_reenact_cameras: test camera indices for the novel poses.
         novel_pose_frames: held-out frames with poses never seen in training.
         paper_eval_cameras / paper_eval_frames: the paper's evaluation images, when different.
+        paper_eval_camera_names: paper-evaluation cameras given by their calibration name (serial),
+            looked up in the calibration when the subject is built (the JSON key order of a
+            re-saved calibration need not be the original one).
+        template_frame: the frame the official template (``configs/<subject>/template.yaml``) is
+            fitted on, when known; None otherwise.
         source: where the numbers come from (upstream config path or ``avatarbench``).
     """
 
@@ -65,6 +70,8 @@ class BodySplitSpec:
     novel_pose_frames: Sequence[int] = ()
     paper_eval_cameras: tuple[int, ...] = ()
     paper_eval_frames: Sequence[int] = ()
+    paper_eval_camera_names: tuple[str, ...] = ()
+    template_frame: int | None = None
     source: str = "avatarbench"
     notes: tuple[str, ...] = field(default=())
 
@@ -85,10 +92,15 @@ class BodySplitSpec:
 
 # --------------------------------------------------------------------------------------------
 # AvatarReX (16 cameras): configs/avatarrex_*/avatar.yaml use_cam_ids drop 7 and 13; all frames
-# train. Paper Tab. 2 evaluates camera 22010710 (index 1, a training view), frames [0, 500)
-# (inferred, UNVERIFIED). avatarbench's novel_view uses the two cameras the configs hold out.
+# train. Paper Tab. 2 evaluates camera 22010710 (a training view, looked up by serial), frames
+# [0, 500) (inferred, UNVERIFIED). avatarbench's novel_view uses the two cameras the configs hold out.
 _AVATARREX_TRAIN_CAMS = (0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 14, 15)
 _AVATARREX_FRAMES = {"zzr": 2001, "lbn1": 1901, "lbn2": 1871, "zxc": 1801}
+_AVATARREX_TEST_SERIAL = "22010710"
+
+# The frame each official template is fitted on (configs/<subject>/template.yaml frame_range[0]).
+OFFICIAL_TEMPLATE_FRAMES = {("avatarrex", "zzr"): 0, ("avatarrex", "lbn1"): 1033, ("actorshq", "Actor01"): 48,
+                            ("actorshq", "Actor04"): 294, ("thuman4", "subject02"): 54}
 
 # THuman4.0 (24 cameras): configs/subject0*/avatar.yaml; eval/comparison_body_only_avatars.py
 # tests subject00 on cam18 over frames [2000, 2500) (novel poses).
@@ -120,9 +132,10 @@ def _avatarrex_spec(subject: str) -> BodySplitSpec | None:
     return BodySplitSpec(
         dataset="avatarrex", subject=key, train_cameras=_AVATARREX_TRAIN_CAMS,
         train_frames=range(0, _AVATARREX_FRAMES[key]), novel_view_cameras=(7, 13), novel_view_frames=range(0, 500),
-        paper_eval_cameras=(1,), paper_eval_frames=range(0, 500),
+        paper_eval_camera_names=(_AVATARREX_TEST_SERIAL,), paper_eval_frames=range(0, 500),
+        template_frame=OFFICIAL_TEMPLATE_FRAMES.get(("avatarrex", key)),
         source=(f"configs/avatarrex_{key}/avatar.yaml" if key != "zxc" else "avatarbench (no upstream config for zxc)"),
-        notes=("paper_eval: camera 22010710 (index 1, a training view) on frames [0, 500): inferred, UNVERIFIED",
+        notes=("paper_eval: camera 22010710 (by serial; a training view) on frames [0, 500): inferred, UNVERIFIED",
                "novel_view uses the cameras the configs leave out (indices 7 and 13): avatarbench choice",
                "no held-out poses: every frame trains (self_reenact is empty)"))
 
@@ -158,7 +171,7 @@ def _actorshq_spec(subject: str, root: Path | None) -> BodySplitSpec | None:
     return BodySplitSpec(dataset="actorshq", subject=actor, train_cameras=cams,
                          train_frames=frames if frames is not None else (),
                          novel_view_cameras=nv_cam, novel_view_frames=nv_frames if nv_frames is not None else (),
-                         source=source, notes=tuple(notes + ["no held-out poses (self_reenact is empty)"]), **paper)
+                         template_frame=OFFICIAL_TEMPLATE_FRAMES.get(("actorshq", actor)), source=source, notes=tuple(notes + ["no held-out poses (self_reenact is empty)"]), **paper)
 
 
 def default_body_split(dataset: str, subject: str, num_cameras: int, num_frames: int) -> BodySplitSpec:
@@ -191,7 +204,8 @@ def body_split_spec(dataset: str, subject: str, num_cameras: int, num_frames: in
         m = re.search(r"subject0*(\d+)", subject)
         key = f"subject{int(m.group(1)):02d}" if m else None
         if key in _THUMAN4:
-            spec = BodySplitSpec(dataset="thuman4", subject=key, **_THUMAN4[key])
+            spec = BodySplitSpec(dataset="thuman4", subject=key,
+                                 template_frame=OFFICIAL_TEMPLATE_FRAMES.get(("thuman4", key)), **_THUMAN4[key])
     elif dataset == "actorshq":
         spec = _actorshq_spec(subject, root)
         if spec is not None and len(spec.train_frames) == 0:
@@ -328,12 +342,19 @@ def build_body_subject(*, root: Path, name: str, layout: BodyLayout, cameras: li
             raise ConfigError(f"data.scale must be > 0, got {scale}")
         cameras = [c.scaled(float(scale)) for c in cameras]
     cam_by_id = {c.id: c for c in cameras}
+    paper_cams = list(spec.paper_eval_cameras)
+    by_name = {c.name: c.id for c in cameras}
+    for n in spec.paper_eval_camera_names:
+        if n not in by_name:
+            raise DataError(root, f"split 'paper_eval' uses camera {n!r}, which the calibration does not have",
+                            f"one of {sorted(by_name)[:4]}...")
+        paper_cams.append(by_name[n])
 
     plan: dict[str, tuple[list[int], list[int]]] = {
         "train": (spec.resolved_train_cameras(n_cam), _clip(spec.train_frames, n_frames)),
         "novel_view": (list(spec.novel_view_cameras), _clip(spec.novel_view_frames, n_frames)),
         "self_reenact": (list(spec.self_reenact_cameras), _clip(spec.novel_pose_frames, n_frames)),
-        "paper_eval": (list(spec.paper_eval_cameras), _clip(spec.paper_eval_frames, n_frames)),
+        "paper_eval": (paper_cams, _clip(spec.paper_eval_frames, n_frames)),
     }
     for split, (cams, _) in plan.items():
         bad = [c for c in cams if not 0 <= c < n_cam]

@@ -83,16 +83,47 @@ class SmplxParams:
         return SmplxParams(self.path, np.asarray(betas, dtype=np.float32).reshape(-1), self.per_frame)
 
 
+def conversion_hint(path: Path) -> str:
+    """A one-line command that rewrites a (trusted) pickled parameter file as plain float32 arrays,
+    the way the official loader reads it (``np.load(allow_pickle=True)`` then ``astype(float32)``)."""
+    p = str(path).replace("'", "\\'")
+    return ("if you trust the file, convert it once with: python -c \"import numpy as np; p='" + p + "'; "
+            "z=np.load(p, allow_pickle=True); d={k: np.asarray(z[k], np.float32) for k in z}; np.savez(p, **d)\"")
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, without unpickling anything.
+
+    Files the official loader accepts only through pickle (a pickled dict saved under the ``.npz``
+    name, or archives holding object arrays) raise a one-line :class:`DataError` that names the
+    file (and the key) and gives the command that converts them.
+    """
     if not path.exists():
         raise DataError(path, "SMPL-X parameter file not found", "smpl_params.npz next to the calibration")
+    with open(path, "rb") as fp:
+        magic = fp.read(6)
+    if magic[:1] == b"\x80":
+        raise DataError(path, "is a pickled object, not an .npz archive (reading it would need pickle, which can "
+                              "run code)", "an .npz of numeric arrays; " + conversion_hint(path))
+    if magic == b"\x93NUMPY":
+        raise DataError(path, "is a single .npy array, not an .npz archive", "an .npz with one array per key")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.asarray(z[k]) for k in z.files}
-    except ValueError as e:  # object arrays need pickle: refuse, they are not numeric parameters
-        raise DataError(path, f"unreadable npz ({e})", "plain numeric arrays") from None
+        z = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise DataError(path, f"unreadable npz ({e})", "a numpy .npz archive of numeric arrays") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(path, f"unreadable npz ({type(e).__name__})", "a numpy .npz archive") from None
+    out: dict[str, np.ndarray] = {}
+    with z:
+        for k in z.files:
+            try:
+                out[k] = np.asarray(z[k])
+            except ValueError:  # object arrays need pickle: refuse, they are not plain numbers
+                raise DataError(path, f"key {k!r} is an object array (reading it would need pickle, which can run "
+                                      "code)", "numeric arrays; " + conversion_hint(path)) from None
+            except (OSError, zipfile.BadZipFile, EOFError) as e:
+                raise DataError(path, f"key {k!r} is unreadable ({type(e).__name__})", "a numpy .npz archive") from None
+    return out
 
 
 def validate_smplx_params(raw: dict[str, np.ndarray], path: str | Path = "<memory>") -> SmplxParams:

@@ -4,9 +4,10 @@
   ``k x k`` dilation minus erosion of the thresholded mask, plus semi-transparent alpha
   ``5 < alpha < 250`` of 255) both the prediction and the ground truth are replaced by the
   background colour;
-- ``0.1 x`` LPIPS-VGG on a crop: the square bounding box of the ground-truth mask resized to
-  ``crop_size`` (512), and after ``random_patch_after`` iterations (300k) a random ``crop_size``
-  patch of that crop when it is larger;
+- ``0.1 x`` LPIPS-VGG on a crop: the ground-truth mask's bounding box pasted centred into a
+  square canvas of the background colour, resized to ``crop_size`` (512), and after
+  ``random_patch_after`` iterations (300k) a random ``crop_size`` patch of that canvas when it is
+  larger;
 - ``0.005 x`` the mean L2 norm of the (0.05-scaled) position offsets.
 
 The perceptual term needs the torchvision VGG16 ImageNet weights offline
@@ -22,7 +23,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-__all__ = ["boundary_band", "mask_bbox_square", "lpips_crop", "offset_regulariser", "PerceptualLoss",
+__all__ = ["boundary_band", "mask_bbox", "paste_square", "lpips_crop", "offset_regulariser", "PerceptualLoss",
            "composite_background"]
 
 
@@ -34,12 +35,12 @@ def composite_background(image: torch.Tensor, mask: torch.Tensor, old_bg: torch.
 
 def boundary_band(mask: torch.Tensor, kernel: int = 5, alpha_lo: float = 5 / 255, alpha_hi: float = 250 / 255
                   ) -> torch.Tensor:
-    """(H, W, 1) bool band around the mask edge: dilate - erode of ``mask > 0.5`` with a ``kernel``
+    """(H, W, 1) bool band around the mask edge: dilate - erode of ``mask > 128/255`` with a ``kernel``
     square, plus semi-transparent alpha. ``kernel <= 1`` keeps only the alpha part."""
     m = mask[..., 0]
     band = (m > alpha_lo) & (m < alpha_hi)
     if kernel > 1:
-        b = (m > 0.5).float()[None, None]
+        b = (m > MASK_THRESHOLD).float()[None, None]
         pad = kernel // 2
         dil = F.max_pool2d(b, kernel, stride=1, padding=pad)[0, 0] > 0.5
         ero = -F.max_pool2d(-b, kernel, stride=1, padding=pad)[0, 0] > 0.5
@@ -47,56 +48,68 @@ def boundary_band(mask: torch.Tensor, kernel: int = 5, alpha_lo: float = 5 / 255
     return band[..., None]
 
 
-def mask_bbox_square(mask: torch.Tensor) -> tuple[int, int, int] | None:
-    """Square bounding box (top, left, side) of ``mask > 0.5`` (H, W, 1), centred on the tight box and
-    possibly extending past the image (padded by the caller); None for an empty mask."""
-    ys, xs = torch.nonzero(mask[..., 0] > 0.5, as_tuple=True)
+#: the official foreground threshold (``get_boundary_mask``: uint8 mask > 128)
+MASK_THRESHOLD = 128.5 / 255.0
+
+
+def mask_bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """The official crop box of ``mask > 128/255`` (H, W, 1): ``(min_v, max_v, min_u, max_u)`` with
+    the min/max foreground row and column (inclusive indices; the official crop slices
+    ``[min_v:max_v, min_u:max_u]``, i.e. without the last row and column); None for an empty mask."""
+    ys, xs = torch.nonzero(mask[..., 0] > MASK_THRESHOLD, as_tuple=True)
     if ys.numel() == 0:
         return None
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    side = max(y1 - y0, x1 - x0)
-    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
-    return cy - side // 2, cx - side // 2, side
+    return int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
 
 
-def _crop_square(img: torch.Tensor, top: int, left: int, side: int, fill: torch.Tensor) -> torch.Tensor:
-    """(H, W, C) -> (side, side, C), out-of-image parts filled with ``fill`` (C,)."""
-    H, W, C = img.shape
+def paste_square(img: torch.Tensor, box: tuple[int, int, int, int], fill: torch.Tensor) -> torch.Tensor:
+    """The official ``crop_image`` canvas: a ``side x side`` square (``side = max(len_v, len_u)``,
+    ``len = max - min``) of ``fill``, with ``img[min_v:max_v, min_u:max_u]`` pasted centred along the
+    shorter side (offset ``(side - len) // 2``). Nothing beside the box enters the canvas.
+
+    Shapes: img (H, W, C), fill (C,) -> (side, side, C).
+    """
+    v0, v1, u0, u1 = box
+    lv, lu = v1 - v0, u1 - u0
+    side = max(lv, lu)
+    C = img.shape[-1]
     out = fill.to(img).expand(side, side, C).clone()
-    y0, x0 = max(0, top), max(0, left)
-    y1, x1 = min(H, top + side), min(W, left + side)
-    if y1 > y0 and x1 > x0:
-        out[y0 - top:y1 - top, x0 - left:x1 - left] = img[y0:y1, x0:x1]
+    if lv > lu:
+        s = (side - lu) // 2
+        out[:, s:s + lu] = img[v0:v1, u0:u1]
+    else:
+        s = (side - lv) // 2
+        out[s:s + lv, :] = img[v0:v1, u0:u1]
     return out
 
 
 def lpips_crop(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, bg: torch.Tensor, crop_size: int,
                random_patch: bool = False, u: tuple[float, float] = (0.5, 0.5)
                ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The LPIPS crops of prediction and ground truth.
+    """The LPIPS crops of prediction and ground truth (official ``AvatarTrainer.crop_image``).
 
     Args:
-        pred, gt: (H, W, 3); mask: (H, W, 1); bg: (3,) fill outside the image.
+        pred, gt: (H, W, 3); mask: (H, W, 1); bg: (3,) the canvas colour (the iteration's background).
         crop_size: output side (official 512).
-        random_patch: take a random ``crop_size`` patch of the square crop when it is larger
-            (official after 300k iterations) instead of resizing it; ``u`` in [0, 1)^2 picks it.
+        random_patch: take a random ``crop_size`` patch of the square canvas when it is larger
+            (official after 300k iterations) instead of resizing it; ``u`` in [0, 1)^2 picks the
+            row and column offset, ``floor(u * (side - crop_size + 1))`` (official ``randint``).
 
     Returns:
-        (1, 3, s, s) pred and gt, or None for an empty mask.
+        (1, 3, s, s) pred and gt, or None for an empty mask or a box without extent.
     """
-    box = mask_bbox_square(mask)
-    if box is None:
+    box = mask_bbox(mask)
+    if box is None or max(box[1] - box[0], box[3] - box[2]) < 1:
         return None
-    top, left, side = box
-    a = _crop_square(pred, top, left, side, bg).permute(2, 0, 1)[None]
-    b = _crop_square(gt, top, left, side, bg).permute(2, 0, 1)[None]
+    a = paste_square(pred, box, bg).permute(2, 0, 1)[None]
+    b = paste_square(gt, box, bg).permute(2, 0, 1)[None]
+    side = a.shape[-1]
     if random_patch and side > crop_size:
         y = int(math.floor(u[0] * (side - crop_size + 1)))
         x = int(math.floor(u[1] * (side - crop_size + 1)))
         return a[..., y:y + crop_size, x:x + crop_size], b[..., y:y + crop_size, x:x + crop_size]
-    if side != crop_size:
-        a = F.interpolate(a, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
-        b = F.interpolate(b, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    a = F.interpolate(a, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
+    b = F.interpolate(b, size=(crop_size, crop_size), mode="bilinear", align_corners=False)
     return a, b
 
 

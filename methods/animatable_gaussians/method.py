@@ -22,6 +22,7 @@ Pipeline (fact sheet ``animatable_gaussians.md``; deviations in ``docs/methods/a
 
 from __future__ import annotations
 
+import collections
 import math
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ class AnimatableGaussians(AvatarMethod):
         betas = self.subject.canonical.get("betas") if self.subject.canonical else None
         if betas is None:
             betas = train_frames[0].driving.get("betas", np.zeros(10, np.float32))
-        self.poser = SmplxPoser(self.smplx, np.asarray(betas), canonical_body_pose(str(cfg.canonical_pose)).to(dev))
+        self.poser = SmplxPoser(self.smplx, np.asarray(betas), canonical_body_pose(str(cfg.canonical_pose)).to(dev),
+                                canonical_face=str(cfg.canonical_face))
         self.train_timesteps = sorted({f.timestep for f in train_frames})
         self._train_ts_set = set(self.train_timesteps)
         self.setup_info: dict[str, Any] = {}
@@ -156,7 +158,10 @@ class AnimatableGaussians(AvatarMethod):
         from .template import SilhouetteView, fit_template_sdf, sdf_to_mesh
 
         tc = self.cfg.template
-        ts = self.train_timesteps[: max(1, int(tc.num_frames))]
+        t0, source = self._template_timestep()
+        i0 = self.train_timesteps.index(t0)
+        ts = self.train_timesteps[i0: i0 + max(1, int(tc.num_frames))]
+        self.setup_info["template_frame"] = {"timestep": int(t0), "source": source}
         views = []
         for f in train_frames:
             if f.timestep in ts:
@@ -176,6 +181,35 @@ class AnimatableGaussians(AvatarMethod):
         info.update(template_verts=int(v.shape[0]), template_faces=int(f.shape[0]))
         self.setup_info["template"] = info
         return v.to(self.device), f.to(self.device)
+
+    def _template_timestep(self) -> tuple[int, str]:
+        """The timestep the template is fitted on, and where it comes from.
+
+        ``template.frame``: ``auto`` = the official per-subject frame of ``configs/<subject>/
+        template.yaml`` when the data layer knows it (``meta['split_spec']['template_frame']``) and it
+        is a training timestep, else the first training timestep; ``first``; or a timestep.
+        """
+        want = self.cfg.template.get("frame", "auto")
+        first = self.train_timesteps[0]
+        if want == "first":
+            return first, "first training frame"
+        if want == "auto":
+            spec = (self.subject.meta or {}).get("split_spec") or {}
+            t = spec.get("template_frame")
+            if t is None:
+                return first, "first training frame (no official template frame known for this subject)"
+            if int(t) not in self._train_ts_set:
+                return first, (f"first training frame (the official template frame {int(t)} is not a training "
+                               "frame of this split)")
+            return int(t), f"official template frame ({spec.get('source', 'upstream config')})"
+        try:
+            t = int(want)
+        except (TypeError, ValueError):
+            raise ConfigError(f"method.template.frame={want!r}: expected 'auto', 'first' or a timestep") from None
+        if t not in self._train_ts_set:
+            raise ConfigError(f"method.template.frame={t}: not a training timestep "
+                              f"({self.train_timesteps[0]}..{self.train_timesteps[-1]})")
+        return t, "method.template.frame"
 
     def _set_maps(self, pm: PositionMaps) -> None:
         """Canonical Gaussians from the position maps."""
@@ -294,9 +328,13 @@ class AnimatableGaussians(AvatarMethod):
         return T
 
     def _view_cosines(self, M: torch.Tensor, frame: Frame, noise: bool) -> torch.Tensor:
-        """(N,) cosine between the posed template normal and the direction to the camera."""
+        """(N,) cosine between the posed template normal and the direction to the camera.
+
+        As the official ``get_viewdir_feat``: the canonical normal times the blended 3x3 (not
+        re-normalised), dotted with the unit direction from the posed base point to the camera.
+        M: (N, 4, 4) blended transforms."""
         x = apply_points(M, self.cano_pos)
-        n = F.normalize((M[:, :3, :3] @ self.cano_nrm.unsqueeze(-1)).squeeze(-1), dim=-1)
+        n = (M[:, :3, :3] @ self.cano_nrm.unsqueeze(-1)).squeeze(-1)
         d = frame.camera.center.to(self.device, torch.float32)[None] - x
         d = F.normalize(d, dim=-1)
         if noise:
@@ -355,17 +393,29 @@ class AnimatableGaussians(AvatarMethod):
             group["lr"] = lr
         return lr
 
+    def _pretrain_loss(self, g: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Official ``forward_one_pass_pretrain``: L1 of the activated attributes to the activated
+        canonical bases: positions, sigmoid opacities, exp scales, normalised quaternions."""
+        return (F.l1_loss(g["cano"], self.cano_pos)
+                + F.l1_loss(g["opacity"], torch.sigmoid(self.base_opacity_logit))
+                + F.l1_loss(g["scales"], torch.exp(self.base_log_scale))
+                + F.l1_loss(F.normalize(g["quat_cano"], dim=-1), F.normalize(self.base_quat, dim=-1)))
+
     def train_step(self, sample: Sample, step: int) -> dict[str, float]:
         self.net.train()
         lr = self._set_lr(step)
-        if step < int(self.cfg.train.pretrain_iterations):
+        n_pre = int(self.cfg.train.pretrain_iterations)
+        if step < n_pre:
             g = self._predict(sample.frame, training=True)
-            loss = (F.l1_loss(g["cano"], self.cano_pos) + F.l1_loss(g["opacity"], torch.sigmoid(self.base_opacity_logit))
-                    + F.l1_loss(g["log_scale"], self.base_log_scale) + F.l1_loss(g["quat_cano"], self.base_quat))
+            loss = self._pretrain_loss(g)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             return {"loss": float(loss.detach()), "lr": lr, "perceptual_loss": self.perceptual.status}
+        if step == n_pre and n_pre > 0 and bool(self.cfg.train.reset_adam_after_pretrain):
+            # official AvatarTrainer.train: the pretrained weights are loaded without the optimiser
+            # state and ``optm.state`` is cleared, so Adam's moments and step count start afresh
+            self.optimizer.state = collections.defaultdict(dict)
         w = self.cfg.loss
         gt, mask = sample.image, sample.mask
         if bool(self.cfg.train.random_background) and mask is not None:

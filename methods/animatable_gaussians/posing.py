@@ -6,6 +6,9 @@ translation included): ``M = sum_j w_j T_j``, ``x_live = M[:3, :3] x + M[:3, 3]`
 rotations are left-multiplied by ``M[:3, :3]`` (not re-orthonormalised before the quaternion
 conversion).
 
+The canonical joint transforms ``A_cano`` are those of the canonical SMPL-X built with the frame's
+own ``jaw_pose`` and ``expression`` (official ``getitem``; :meth:`SmplxPoser.canonical_transforms`).
+
 The pose *condition* of the networks is posed without the root: ``live_smpl_woRoot`` uses the body
 pose, jaw and expression only (global orient, translation and hand poses zero).
 """
@@ -79,14 +82,33 @@ class SmplxPoser:
         canonical_body_pose: (63,) the canonical body pose (Da-pose).
     """
 
-    def __init__(self, model, betas: torch.Tensor, canonical_body_pose: torch.Tensor):
+    def __init__(self, model, betas: torch.Tensor, canonical_body_pose: torch.Tensor, canonical_face: str = "frame"):
         self.model = model
         dev = model.v_template.device
         self.betas = torch.as_tensor(betas, dtype=torch.float32, device=dev).reshape(1, -1)
         self.canonical_body_pose = torch.as_tensor(canonical_body_pose, dtype=torch.float32, device=dev).reshape(1, -1)
+        if canonical_face not in ("frame", "neutral"):
+            raise ValueError(f"canonical_face={canonical_face!r}: expected 'frame' or 'neutral'")
+        self.canonical_face = canonical_face
         with torch.no_grad():
             out = model(betas=self.betas, body_pose=self.canonical_body_pose)
         self.canonical = CanonicalBody(out.verts[0], model.faces, model.lbs_weights, out.A[0], out.joints[0])
+
+    @torch.no_grad()
+    def canonical_transforms(self, driving) -> torch.Tensor:
+        """(55, 4, 4) canonical joint transforms ``A_cano`` used for a driving dict.
+
+        ``canonical_face='frame'`` (official ``MvRgbDatasetBase.getitem``): the canonical SMPL-X of
+        each frame is built with that frame's ``jaw_pose`` and ``expression``, so the jaw rotation
+        (and the expression's joint shift) cancels in ``A_live A_cano^-1``: the jaw follows the
+        head. ``'neutral'``: a closed jaw and zero expression (the jaw opens through LBS).
+        """
+        if self.canonical_face == "neutral":
+            return self.canonical.A
+        d = self._tensors(driving, ("jaw_pose", "expression"))
+        if not d:
+            return self.canonical.A
+        return self.model(betas=self.betas, body_pose=self.canonical_body_pose, **d).A[0]
 
     def _tensors(self, driving, keys=None) -> dict[str, torch.Tensor]:
         dev = self.betas.device
@@ -102,14 +124,14 @@ class SmplxPoser:
         """(55, 4, 4) ``A_live A_cano^-1`` for a driving dict (root and translation included)."""
         d = self._tensors(driving)
         out = self.model(betas=self.betas, **{k: v for k, v in d.items() if k in _FORWARD_KEYS})
-        return relative_transforms(out.A[0], self.canonical.A)
+        return relative_transforms(out.A[0], self.canonical_transforms(driving))
 
     @torch.no_grad()
     def condition_transforms(self, driving) -> torch.Tensor:
         """(55, 4, 4) transforms of the pose condition (body pose, jaw, expression; no root/hands)."""
         d = self._tensors(driving, CONDITION_KEYS)
         out = self.model(betas=self.betas, **d)
-        return relative_transforms(out.A[0], self.canonical.A)
+        return relative_transforms(out.A[0], self.canonical_transforms(driving))
 
 
 _FORWARD_KEYS = ("global_orient", "transl", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",

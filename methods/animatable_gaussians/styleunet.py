@@ -10,8 +10,10 @@ sheet (section 5):
   256:128, 128:256, 64..8:512 in the encoder and 512, 512, 512, 256, 128, 64 for the decoder
   stages 16 ... 512.
 - **Encoder**: ``conv_in`` (blur + stride-2 3x3 conv) halves the input; then one stage per halving
-  down to ``min_size``: ``FromRGB`` (1x1 conv of the input, box-downsampled to the stage's size,
-  added as a skip) and a ``ConvBlock`` (3x3 conv, blur + stride-2 3x3 conv).
+  down to ``min_size``: ``FromRGB`` (1x1 conv of the input, blur-downsampled to the stage's size,
+  added to the features) and a ``ConvBlock`` (3x3 conv, blur + stride-2 3x3 conv). The skip
+  features the decoders concatenate are ``conv_in``'s output and each ConvBlock's output, taken
+  before the next FromRGB is added (official ``cond_list``).
 - **Decoders** (front, back): from the ``min_size`` bottleneck, one stage per doubling up to the
   input size: concatenate the same-scale encoder feature (not at ``min_size``, where the decoder
   state IS the bottleneck), a ``comb`` 3x3 conv (shared by the two decoders), a modulated 3x3 conv
@@ -26,7 +28,9 @@ sheet (section 5):
   (PixelNorm + ``n_mlp`` equalised linear layers, ``lr_mul`` 0.01); the same ``w`` modulates
   every layer (no per-frame latent).
 - **View-direction branch** (colour network): extra features (e.g. from :class:`ViewDirEncoder`)
-  are added to each side's decoder features at half the input size.
+  are added to each side's decoder features at half the input size, after that stage's ToRGB (so
+  only the last stage and its ToRGB see them), as the official ``i == 8`` branch.
+- **Fixed noise**: one set of noise buffers, shared by the front and back decoders (official).
 
 Modulated convolution (StyleGAN2, Karras et al. 2020): with weight ``W`` (out, in, k, k),
 equalised-lr scale ``c = 1 / sqrt(in * k * k)`` and style ``s`` (in,),
@@ -43,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["EqualLinear", "EqualConv2d", "ModulatedConv2d", "StyledConv", "ToRGB", "ConvLayer", "DualStyleUNet",
-           "ViewDirEncoder", "haar_forward", "haar_inverse", "channel_table", "count_parameters"]
+           "ViewDirEncoder", "blur_downsample", "haar_forward", "haar_inverse", "channel_table", "count_parameters"]
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -109,6 +113,12 @@ def blur(x: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
     return F.conv2d(x, k, groups=C)
 
 
+def blur_downsample(x: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2 ``Downsample``: the [1,3,3,1]x[1,3,3,1]/64 blur with zero padding (1, 1), every
+    second sample: (B, C, H, W) -> (B, C, H/2, W/2)."""
+    return blur(x, (1, 1))[..., ::2, ::2]
+
+
 class ConvLayer(nn.Module):
     """Equalised conv (+ bias + scaled leaky ReLU); ``downsample`` = blur then stride-2 conv (StyleGAN2)."""
 
@@ -170,20 +180,21 @@ class ModulatedConv2d(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """Modulated conv + fixed noise (learned strength, init 0) + bias + scaled leaky ReLU."""
+    """Modulated conv + fixed noise (learned strength, init 0) + bias + scaled leaky ReLU.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, size: int, upsample: bool = False,
-                 noise_seed: int = 0):
+    The noise map is passed in (the official ``DualStyleUNet`` holds one set of fixed noise
+    buffers that both decoders use)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, upsample: bool = False):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, kernel, style_dim, demodulate=True, upsample=upsample)
         self.noise_strength = nn.Parameter(torch.zeros(1))
-        g = torch.Generator().manual_seed(int(noise_seed))
-        self.register_buffer("noise", torch.randn(1, 1, size, size, generator=g))
         self.bias = nn.Parameter(torch.zeros(1, out_ch, 1, 1))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x (B, in, H, W), style (B, style_dim), noise (1, 1, H', W') -> (B, out, H', W')."""
         y = self.conv(x, style)
-        y = y + self.noise_strength * self.noise
+        y = y + self.noise_strength * noise
         return scaled_leaky_relu(y + self.bias)
 
 
@@ -234,13 +245,13 @@ class ToRGB(nn.Module):
 class _Decoder(nn.Module):
     """One StyleGAN2-style decoder branch: per stage two :class:`StyledConv` and a :class:`ToRGB`."""
 
-    def __init__(self, sizes: list[int], ch, style_dim: int, out_ch: int, seed: int):
+    def __init__(self, sizes: list[int], ch, style_dim: int, out_ch: int):
         super().__init__()
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
-        for k, r in enumerate(sizes):  # r: input resolution of the stage, output 2r
-            self.convs.append(StyledConv(ch(r), ch(2 * r), 3, style_dim, 2 * r, upsample=True, noise_seed=seed + 2 * k))
-            self.convs.append(StyledConv(ch(2 * r), ch(2 * r), 3, style_dim, 2 * r, noise_seed=seed + 2 * k + 1))
+        for r in sizes:  # r: input resolution of the stage, output 2r
+            self.convs.append(StyledConv(ch(r), ch(2 * r), 3, style_dim, upsample=True))
+            self.convs.append(StyledConv(ch(2 * r), ch(2 * r), 3, style_dim))
             self.to_rgbs.append(ToRGB(ch(2 * r), out_ch, style_dim))
 
 
@@ -295,8 +306,15 @@ class DualStyleUNet(nn.Module):
         # both decoders; at min_size the comb conv sees the bottleneck alone (nothing to concatenate).
         self.dec_sizes = [min_size * 2 ** k for k in range(int(math.log2(inp_size // min_size)))]
         self.combs = nn.ModuleList([ConvLayer(ch(r) if r == min_size else 2 * ch(r), ch(r), 3) for r in self.dec_sizes])
-        self.front = _Decoder(self.dec_sizes, ch, style_dim, out_ch, seed=1000 * seed + 1)
-        self.back = _Decoder(self.dec_sizes, ch, style_dim, out_ch, seed=1000 * seed + 501)
+        self.front = _Decoder(self.dec_sizes, ch, style_dim, out_ch)
+        self.back = _Decoder(self.dec_sizes, ch, style_dim, out_ch)
+        # one set of fixed noise maps (two per stage, at the stage's output size), used by BOTH
+        # decoders as in the official forward (randomize_noise=False -> self.noises.noise_i)
+        self.noises = nn.Module()
+        g = torch.Generator().manual_seed(1000 * int(seed) + 1)
+        for k, r in enumerate(self.dec_sizes):
+            for j in range(2):
+                self.noises.register_buffer(f"noise_{2 * k + j}", torch.randn(1, 1, 2 * r, 2 * r, generator=g))
         self.extra_feature_size = half
         self.extra_feature_channels = ch(half)
 
@@ -308,16 +326,25 @@ class DualStyleUNet(nn.Module):
             z = layer(z)
         return z
 
+    def noise(self, i: int) -> torch.Tensor:
+        """(1, 1, s, s) fixed noise of decoder layer ``i`` (shared by the front and back decoders)."""
+        return getattr(self.noises, f"noise_{i}")
+
     def encode(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Encoder features keyed by resolution: inp_size/2 ... min_size."""
+        """Encoder skip features keyed by resolution: inp_size/2 ... min_size.
+
+        As the official ``cond_list``: the ``conv_in`` output at inp_size/2, then each
+        ``ConvBlock``'s output, taken BEFORE the next stage's FromRGB is added. The FromRGB input is
+        the input image blur-downsampled ([1,3,3,1] FIR, pad 1, stride 2; StyleGAN2 ``Downsample``)
+        once per stage.
+        """
         feats = {}
         h = self.conv_in(x)
         img = x
         for r, from_rgb, block in zip(self.enc_sizes, self.from_rgbs, self.enc_blocks):
-            img = F.avg_pool2d(img, 2)  # the input at resolution r
-            h = h + from_rgb(img)
             feats[r] = h
-            h = block(h)
+            img = blur_downsample(img)  # the input at resolution r
+            h = block(h + from_rgb(img))
         feats[self.min_size] = h
         return feats
 
@@ -327,11 +354,12 @@ class DualStyleUNet(nn.Module):
         skip = None
         for k, r in enumerate(self.dec_sizes):
             h = self.combs[k](h if r == self.min_size else torch.cat([h, feats[r]], dim=1))
-            h = dec.convs[2 * k](h, w)
-            if extra is not None and 2 * r == self.extra_feature_size:
-                h = h + extra
-            h = dec.convs[2 * k + 1](h, w)
+            h = dec.convs[2 * k](h, w, self.noise(2 * k))
+            h = dec.convs[2 * k + 1](h, w, self.noise(2 * k + 1))
             skip = dec.to_rgbs[k](h, w, skip)
+            if extra is not None and 2 * r == self.extra_feature_size:
+                # official (``i == 8``): added AFTER this stage's ToRGB, so only the next stage sees it
+                h = h + extra
         return haar_inverse(skip)
 
     def forward(self, x: torch.Tensor, extra_features: torch.Tensor | None = None) -> torch.Tensor:

@@ -50,7 +50,10 @@ class LbsGaussians(AvatarMethod):
         betas = self.subject.canonical.get("betas") if self.subject.canonical else None
         if betas is None:
             betas = train_frames[0].driving.get("betas", np.zeros(10, np.float32))
-        self.poser = SmplxPoser(self.smplx, np.asarray(betas), canonical_body_pose(str(cfg.canonical_pose)).to(dev))
+        # the baseline has no network to move the mouth: its jaw opens through LBS (closed-jaw,
+        # zero-expression canonical), unlike Animatable Gaussians' per-frame canonical face
+        self.poser = SmplxPoser(self.smplx, np.asarray(betas), canonical_body_pose(str(cfg.canonical_pose)).to(dev),
+                                canonical_face="neutral")
         cb = self.poser.canonical
         n = int(cfg.model.num_gaussians)
         gen = torch.Generator().manual_seed(int(cfg.seed))

@@ -1,7 +1,9 @@
 """Body dataset loaders (AvatarReX, THuman4.0, ActorsHQ), SMPL-X parameter files and body splits.
 
 Every fixture is hand-made inside the test in the dataset's own layout: 2 cameras, 3 frames,
-8 x 6 images, cameras with hand-chosen K, R, T whose projections are computed by hand.
+8 x 6 images with an asymmetric colour pattern per frame and camera and an asymmetric mask (so
+channel swaps, flips, transposes and frame/camera mix-ups change the pixels), cameras with
+hand-chosen K, R, T whose projections are computed by hand.
 """
 
 from __future__ import annotations
@@ -46,10 +48,42 @@ def smpl_arrays(n=NF, seed=0) -> dict[str, np.ndarray]:
             "right_hand_pose": rng.normal(size=(n, 45)).astype(np.float32) * 0.1}
 
 
-def write_img(path: Path, value: float) -> None:
+def pattern(t: int, c: int) -> np.ndarray:
+    """(H, W, 3) uint8 image of frame t, camera c: red grows with x, green falls with y, blue mixes
+    both; the frame shifts red, the camera blue. No two of (RGB/BGR swap, flip, transpose, other
+    frame, other camera) leave it unchanged."""
+    y, x = np.mgrid[0:H, 0:W]
+    return np.stack([30 + 25 * x + 8 * t, 220 - 30 * y, 100 + 10 * x + 15 * y + 20 * c], -1).astype(np.uint8)
+
+
+def mask_pattern() -> np.ndarray:
+    """(H, W) uint8 in {0, 255}: a wedge (x + 2 y < 10) in the top-left corner."""
+    y, x = np.mgrid[0:H, 0:W]
+    return ((x + 2 * y) < 10).astype(np.uint8) * 255
+
+
+def expected_image(t: int, c: int, bg=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """The loader's composite of :func:`pattern` with :func:`mask_pattern` on ``bg``: (H, W, 3)."""
+    m = mask_pattern()[..., None] / 255.0
+    return pattern(t, c) / 255.0 * m + np.asarray(bg) * (1 - m)
+
+
+#: JPEG at quality 100 without chroma subsampling moves these smooth patterns by <= 3 levels
+JPEG_ATOL = 4 / 255
+
+
+def write_img(path: Path, t: int, c: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    a = np.full((H, W, 3), int(value * 255), np.uint8)
-    iio.imwrite(path, a[..., 0] if "mask" in str(path) else a, extension=path.suffix)
+    a = mask_pattern() if "mask" in str(path) else pattern(t, c)
+    kw = {"quality": 100} if path.suffix == ".jpg" else {}
+    if path.suffix == ".jpg" and a.ndim == 3:
+        kw["subsampling"] = 0
+    iio.imwrite(path, a, extension=path.suffix, **kw)
+
+
+def check_frame_pixels(f, t: int, c: int) -> None:
+    np.testing.assert_allclose(f.image().numpy(), expected_image(t, c), atol=JPEG_ATOL, rtol=0)
+    np.testing.assert_allclose(f.mask().numpy()[..., 0], mask_pattern() / 255.0, atol=JPEG_ATOL, rtol=0)
 
 
 def krt_entry(K, R, T):
@@ -66,8 +100,8 @@ def make_avatarrex(root: Path, *, missing_lines=(), drop=()) -> Path:
         for t in range(NF):
             if (ci, t) in drop:
                 continue
-            write_img(root / n / f"{t:08d}.jpg", 0.2 + 0.1 * t)
-            write_img(root / n / "mask" / "pha" / f"{t:08d}.jpg", 1.0)
+            write_img(root / n / f"{t:08d}.jpg", t, ci)
+            write_img(root / n / "mask" / "pha" / f"{t:08d}.jpg", t, ci)
     if missing_lines:
         (root / "missing_img_files.txt").write_text("\n".join(missing_lines) + "\n")
     return root
@@ -77,10 +111,10 @@ def make_thuman4(root: Path, *, missing_lines=("cam01\\00000001.jpg",)) -> Path:
     root.mkdir(parents=True)
     (root / "calibration.json").write_text(json.dumps({"cam00": krt_entry(K0, R0, T0), "cam01": krt_entry(K1, R1, T1)}))
     np.savez(root / "smpl_params.npz", **smpl_arrays(seed=1))
-    for c in ("cam00", "cam01"):
+    for ci, c in enumerate(("cam00", "cam01")):
         for t in range(NF):
-            write_img(root / "images" / c / f"{t:08d}.jpg", 0.5)
-            write_img(root / "masks" / c / f"{t:08d}.jpg", 1.0)
+            write_img(root / "images" / c / f"{t:08d}.jpg", t, ci)
+            write_img(root / "masks" / c / f"{t:08d}.jpg", t, ci)
     (root / "missing_img_files.txt").write_text("\n".join(missing_lines) + "\n")
     return root
 
@@ -94,11 +128,11 @@ def make_actorshq(seq: Path, rows: list[dict]) -> Path:
         for r in rows:
             w.writerow(r)
     np.savez(seq / "smpl_params.npz", **smpl_arrays(seed=2))
-    for r in rows:
+    for ci, r in enumerate(rows):
         c = r["name"]
         for t in range(NF):
-            write_img(res / "rgbs" / c / f"{c}_rgb{t:06d}.jpg", 0.4)
-            write_img(res / "masks" / c / f"{c}_mask{t:06d}.png", 1.0)
+            write_img(res / "rgbs" / c / f"{c}_rgb{t:06d}.jpg", t, ci)
+            write_img(res / "masks" / c / f"{c}_mask{t:06d}.png", t, ci)
     return seq
 
 
@@ -134,10 +168,9 @@ def test_avatarrex_frames_driving_and_images(tmp_path):
     np.testing.assert_array_equal(f.driving["body_pose"], raw["body_pose"][1])
     np.testing.assert_array_equal(f.driving["betas"], raw["betas"][0])
     assert f.driving["leye_pose"].shape == (3,) and not f.driving["leye_pose"].any()
-    img = f.image()
-    assert img.shape == (H, W, 3)
-    assert abs(float(img.mean()) - 0.3) < 0.02  # full mask: the image itself
-    assert f.mask().shape == (H, W, 1)
+    assert f.image().shape == (H, W, 3) and f.mask().shape == (H, W, 1)
+    for g in s.frames("train") + s.frames("novel_view") + s.frames("self_reenact"):
+        check_frame_pixels(g, g.timestep, g.camera.id)
 
 
 def test_avatarrex_scale_and_known_subject_split():
@@ -145,10 +178,51 @@ def test_avatarrex_scale_and_known_subject_split():
     assert spec.resolved_train_cameras(16) == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 14, 15]
     assert list(spec.train_frames) == list(range(2001))
     assert spec.novel_view_cameras == (7, 13)
-    assert spec.paper_eval_cameras == (1,) and list(spec.paper_eval_frames) == list(range(500))
+    assert spec.paper_eval_camera_names == ("22010710",) and spec.paper_eval_cameras == ()
+    assert list(spec.paper_eval_frames) == list(range(500))
     assert len(spec.novel_pose_frames) == 0
     lbn1 = body_split_spec("avatarrex", "avatarrex_lbn1", 16, 1901)
     assert len(lbn1.train_frames) == 1901
+
+
+def test_official_template_frames():
+    """configs/<subject>/template.yaml frame_range[0] of the official repository."""
+    frames = {("avatarrex", "avatarrex_zzr", 16, 2001): 0, ("avatarrex", "avatarrex_lbn1", 16, 1901): 1033,
+              ("avatarrex", "avatarrex_lbn2", 16, 1871): None, ("actorshq", "Actor01", 160, 2200): 48,
+              ("actorshq", "Actor04", 160, 1400): 294, ("actorshq", "Actor02", 160, 2200): None,
+              ("thuman4", "subject02", 24, 2500): 54, ("thuman4", "subject00", 24, 2500): None}
+    for args, want in frames.items():
+        spec = body_split_spec(*args)
+        assert spec.template_frame == want, args
+        assert spec.to_dict()["template_frame"] == want
+
+
+def _avatarrex_16(root: Path, order: list[str]) -> Path:
+    """A 16-camera AvatarReX-named subject whose calibration lists the serials in ``order``."""
+    root.mkdir(parents=True)
+    (root / "calibration_full.json").write_text(json.dumps({n: krt_entry(K0, R0, T0) for n in order}))
+    np.savez(root / "smpl_params.npz", **smpl_arrays())
+    for ci, n in enumerate(order):
+        for t in range(NF):
+            write_img(root / n / f"{t:08d}.jpg", t, ci)
+            write_img(root / n / "mask" / "pha" / f"{t:08d}.jpg", t, ci)
+    return root
+
+
+def test_avatarrex_paper_eval_camera_is_found_by_serial(tmp_path):
+    """Paper Tab. 2 evaluates camera 22010710 (issue #15), wherever it sits in calibration_full.json."""
+    order = [f"220107{i:02d}" for i in range(16) if i != 10]
+    order.insert(5, "22010710")
+    s = load_avatarrex(_avatarrex_16(tmp_path / "avatarrex_zzr", order))
+    pe = s.frames("paper_eval")
+    assert {f.camera.name for f in pe} == {"22010710"} and {f.camera.id for f in pe} == {5}
+    assert sorted(f.timestep for f in pe) == [0, 1, 2]
+    check_frame_pixels(pe[1], pe[1].timestep, 5)
+    assert s.meta["split_spec"]["template_frame"] == 0
+    order[5] = "22010799"  # the serial is absent: one clear line
+    with pytest.raises(DataError, match=r"avatarrex_lbn1: split 'paper_eval' uses camera '22010710', which the "
+                                        r"calibration does not have"):
+        load_avatarrex(_avatarrex_16(tmp_path / "avatarrex_lbn1", order))
 
 
 def test_known_subject_with_too_few_cameras_raises(tmp_path):
@@ -245,6 +319,38 @@ def test_smpl_params_roundtrip_and_deterministic_bytes(tmp_path):
         back.frame(3)
 
 
+def test_smpl_params_needing_pickle_give_one_line_with_the_conversion(tmp_path):
+    """The official loader (np.load(allow_pickle=True), then astype(float32)) also reads object
+    arrays of numbers and a pickled dict saved as .npz; we refuse to unpickle and say how to
+    convert a trusted file, in one line."""
+    import pickle
+    import subprocess
+    import sys
+
+    a = smpl_arrays()
+    obj = tmp_path / "obj" / "smpl_params.npz"
+    obj.parent.mkdir()
+    np.savez(obj, **dict(a, body_pose=a["body_pose"].astype(object)))
+    pkl = tmp_path / "pkl" / "smpl_params.npz"
+    pkl.parent.mkdir()
+    pkl.write_bytes(pickle.dumps(a))
+    for path, what in ((obj, "key 'body_pose' is an object array"), (pkl, "is a pickled object")):
+        with pytest.raises(DataError) as ei:
+            load_smplx_params(path)
+        msg = str(ei.value)
+        assert "\n" not in msg and msg.startswith(str(path)) and what in msg and "convert it once with: python -c" in msg
+        cmd = msg.split("python -c ", 1)[1]
+        assert cmd.startswith('"') and cmd.endswith('")')
+        subprocess.run([sys.executable, "-c", cmd[1:-2]], check=True)  # the user's one-time conversion
+        back = load_smplx_params(path)
+        np.testing.assert_array_equal(back.frame(1)["body_pose"], a["body_pose"][1])
+    npy = tmp_path / "smpl_params.npz"
+    with open(npy, "wb") as fp:
+        np.save(fp, np.zeros(3))
+    with pytest.raises(DataError, match="single .npy array"):
+        load_smplx_params(npy)
+
+
 def _savez(p: Path, arrays) -> Path:
     np.savez(p, **arrays)
     return p
@@ -263,6 +369,8 @@ def test_thuman4_loader_and_missing_list(tmp_path):
     f = next(f for f in s.frames("train"))
     assert f.image_path == root / "images" / "cam00" / f"{f.timestep:08d}.jpg"
     assert f.mask_path == root / "masks" / "cam00" / f"{f.timestep:08d}.jpg"
+    for g in [f for sp in ("train", "novel_view", "self_reenact") for f in s.frames(sp)]:
+        check_frame_pixels(g, g.timestep, g.camera.id)
 
 
 def test_thuman4_split_table():
@@ -320,6 +428,8 @@ def test_actorshq_calibration_is_c2w_rodrigues_with_normalised_intrinsics(tmp_pa
     assert f.image_path.name == f"Cam001_rgb{f.timestep:06d}.jpg"
     assert f.mask_path.name == f"Cam001_mask{f.timestep:06d}.png"
     assert f.image().shape == (H, W, 3)
+    for g in [f for sp in ("train", "novel_view", "self_reenact") for f in s.frames(sp)]:
+        check_frame_pixels(g, g.timestep, g.camera.id)
     # the sequence's 4x folder is accepted as the path too
     assert load_actorshq(seq / "4x").name == "TinyActor"
 

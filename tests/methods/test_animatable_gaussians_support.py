@@ -45,10 +45,20 @@ def ellipsoid_mesh(radii=(0.25, 0.8, 0.15), n_lat: int = 12, n_lon: int = 16) ->
     return v, f
 
 
-def write_tiny_smplx(path: Path) -> Path:
+#: with ``spread_joints``: joint j is regressed from vertex ``SPREAD_VERTEX[j]`` alone
+def spread_vertex(j: int, V: int) -> int:
+    return (37 * j + 11) % V
+
+
+def write_tiny_smplx(path: Path, spread_joints: bool = False, expression_dirs: bool = False) -> Path:
     """A tiny SMPL-X-format ``.npz`` (55 joints, an ellipsoid 'body' with one-hot skinning weights:
     top -> spine3 (9), bottom left/right -> left/right hip (1/2), middle -> pelvis (0)); no pose
-    correctives, all joints at the origin."""
+    correctives.
+
+    Joints: all at the centroid (uniform regressor), or with ``spread_joints`` each joint ``j`` at
+    vertex :func:`spread_vertex` (distinct locations, so rotation centres matter). With
+    ``expression_dirs`` the first expression coefficient moves every vertex by (0.02, 0.01, 0) per
+    unit (and so every joint)."""
     v, f = ellipsoid_mesh()
     V = v.shape[0]
     w = np.zeros((V, 55))
@@ -60,8 +70,16 @@ def write_tiny_smplx(path: Path) -> Path:
                         21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53])
     shapedirs = np.zeros((V, 3, 20))
     shapedirs[:, 1, 0] = 0.01 * v[:, 1]  # beta 0: height
+    if expression_dirs:
+        shapedirs[:, 0, 10] = 0.02
+        shapedirs[:, 1, 10] = 0.01
+    if spread_joints:
+        jr = np.zeros((55, V))
+        jr[np.arange(55), [spread_vertex(j, V) for j in range(55)]] = 1.0
+    else:
+        jr = np.full((55, V), 1.0 / V)
     np.savez(path, v_template=v, f=f, shapedirs=shapedirs, posedirs=np.zeros((V, 3, 486)),
-             J_regressor=np.full((55, V), 1.0 / V), weights=w, kintree_table=np.stack([parents, np.arange(55)]))
+             J_regressor=jr, weights=w, kintree_table=np.stack([parents, np.arange(55)]))
     return path
 
 
