@@ -365,9 +365,9 @@ def _reference_images() -> list[torch.Tensor]:
 
 
 def _lpips_with_backbone(net: str, features: dict[str, torch.Tensor]) -> torch.nn.Module:
-    from avatarbench.metrics.lpips_weights import _build_lpips_random_backbone, _load_backbone_into
+    from avatarbench.metrics.lpips_weights import _build_lpips_for_backbone, _load_backbone_into
 
-    model = _build_lpips_random_backbone(net)
+    model = _build_lpips_for_backbone(net)
     feats = {k[len("features."):]: v for k, v in features.items()}
     _load_backbone_into(model, net, Path(CONVERTED_FILES[net]), feats)
     return model.eval()

@@ -205,6 +205,31 @@ def _build_lpips_random_backbone(net: str) -> torch.nn.Module:
     return model
 
 
+def _build_lpips_for_backbone(net: str) -> torch.nn.Module:
+    """``lpips.LPIPS`` with the package's v0.1 linear layers and an *uninitialised* backbone that
+    the caller must fill completely (:func:`_load_backbone_into`, strict).
+
+    Built on the meta device, so torchvision's random initialisation of the whole ImageNet
+    classifier (about 120M parameters for VGG16; seconds per process) is skipped; the scaling
+    layer's constants are created on the CPU by the package itself and kept.
+    """
+    import lpips as _lpips
+
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation warnings
+        model = _lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    model.net.to_empty(device="cpu")
+    model.lins.to_empty(device="cpu")
+    model.scaling_layer = _lpips.ScalingLayer()  # its constants, built off the meta device
+    lin_path = Path(_lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    lin = torch.load(lin_path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(lin, strict=False)
+    wanted = {k for k in model.state_dict() if k.startswith("lin") and not k.startswith("lins.")}
+    if unexpected or wanted & set(missing) or any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise ModelFileError(f"{lin_path}: linear layers do not fit lpips.LPIPS(net={net!r})")
+    return model
+
+
 def _read_backbone(net: str, path: Path) -> dict[str, torch.Tensor]:
     """Read and validate a torchvision backbone file; return its ``features`` tensors by index key.
 
@@ -317,8 +342,10 @@ def load_lpips_network(net: str = "vgg", *, backbone: str | Path | None = None,
                 feats = {k[len("features."):]: v for k, v in conv.items()}
             elif path is not None:
                 feats = _read_backbone(net, path)  # validate before building
-            model = _build_lpips_random_backbone(net)
-            if path is not None:
+            if path is None:
+                model = _build_lpips_random_backbone(net)
+            else:
+                model = _build_lpips_for_backbone(net)
                 _load_backbone_into(model, net, path, feats)
             model.avatarbench_backbone = "random(TEST ONLY)" if path is None else str(path)
             model.avatarbench_test_only = path is None

@@ -311,3 +311,24 @@ def test_failed_automatic_setup_is_one_line_and_not_retried_by_every_process(off
     with pytest.raises(ls.LpipsSetupError, match="no index reachable"):
         ls.setup_lpips(log=None)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_network_built_without_random_init_equals_the_package_built_one(net):
+    """The meta-device build (no torchvision random init) gives exactly the network the lpips
+    package builds, once the same backbone is loaded: same state dict, same distances."""
+    from pathlib import Path
+
+    feats = {k[len("features."):]: v for k, v in _torchvision_features(net, seed=5).items()}
+    fast = lw._build_lpips_for_backbone(net)
+    lw._load_backbone_into(fast, net, Path("fake.pth"), feats)
+    slow = lw._build_lpips_random_backbone(net)
+    lw._load_backbone_into(slow, net, Path("fake.pth"), feats)
+    sf, ss = fast.state_dict(), slow.state_dict()
+    assert list(sf) == list(ss)
+    for k in ss:
+        assert torch.equal(sf[k], ss[k]), k
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 48, 40, generator=g) * 2 - 1, torch.rand(2, 3, 48, 40, generator=g) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(fast.eval()(x, y), slow.eval()(x, y))
