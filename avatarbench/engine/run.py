@@ -197,6 +197,8 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         "config_sha": json.loads((run_dir / "run.json").read_text())["config_sha"], "created": now_iso(),
         "videos": [str(p.relative_to(tmp_dir)) for p in videos],
     }
+    if getattr(method, "perceptual_loss_status", None) is not None:  # GHA, Animatable Gaussians
+        results["perceptual_loss"] = method.perceptual_loss_status
     if per_image is not None and len(per_image):
         per_image.to_csv(tmp_dir / "metrics_per_image.csv", index=False)
         results["metrics"] = summarize(per_image)

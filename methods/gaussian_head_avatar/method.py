@@ -388,6 +388,12 @@ class GaussianHeadAvatar(AvatarMethod):
             return self._gaussian_frame(frame, refine=True).means
         return self._mesh_frame(frame).world
 
+    @property
+    def perceptual_loss_status(self) -> str:
+        """``"enabled (found <backbone>)"`` or ``"disabled (<reason>)"``: the official 0.1 LPIPS-VGG
+        term as this process built it (recorded in results.json and the training log)."""
+        return self.perceptual_status
+
     def num_gaussians(self) -> int:
         return self.gaussian_head.num_points if self.gaussians_built else 0
 

@@ -9,7 +9,7 @@ import pytest
 
 from avatarbench.cli.main import main
 from avatarbench.engine.config import RunRequest
-from avatarbench.engine.run import execute
+from avatarbench.engine.run import execute, format_summary
 from avatarbench.errors import RunExistsError
 
 FAST = ("method.train.iterations=6", "protocol.max_frames=6", "engine.num_threads=1")
@@ -34,9 +34,12 @@ def test_run_writes_a_complete_run_folder(base_run):
     res = json.loads((ed / "results.json").read_text())
     assert res["num_frames"] == 6 and res["train"]["iterations"] == 6
     assert 5.0 < res["metrics"]["psnr"] < 60.0 and 0.0 < res["metrics"]["ssim"] <= 1.0
-    # LPIPS never comes from a random backbone: without weights it is null, with the reason recorded
-    assert res["metrics"].get("lpips_vgg") is None
-    assert "reason" in json.dumps(res["lpips_status"])
+    # real LPIPS (both nets) from verified backbones, obtained on first use as a new user gets them
+    for net in ("alex", "vgg"):
+        assert 0.0 < res["metrics"][f"lpips_{net}"] < 1.0, res["lpips_status"]
+        assert res["lpips_status"][net]["available"] and not res["lpips_status"][net]["test_only_random"]
+    assert res["metrics"]["lpips"] == res["metrics"]["lpips_vgg"]
+    assert f"LPIPS-vgg {res['metrics']['lpips_vgg']:.4f}" in format_summary(base_run)
     assert res["protocol"]["quantize_8bit"] is True
     assert len(list((ed / "renders").glob("*/*.png"))) == 6
     assert (ed / "metrics_per_image.csv").read_text().count("\n") == 7

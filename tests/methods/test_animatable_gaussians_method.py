@@ -118,3 +118,22 @@ def test_smoke_runs_beat_the_lbs_baseline_on_novel_poses(tmp_path):
                       tmp_path / name, echo=lambda *a: None, progress=False)
         res[name] = float(out.results["metrics"]["psnr"])
     assert res["animatable_gaussians"] > res["lbs_gaussians"], res
+
+
+def test_official_perceptual_term_is_active_with_the_verified_weights(tmp_path, lpips_weights, monkeypatch):
+    """loss.lpips = 0.1 (the official weight) with the real converted VGG backbone: the term is
+    computed on the mask crop, enters the loss and is recorded as enabled."""
+    from avatarbench.metrics import lpips_setup
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_torch_home"))
+    monkeypatch.delenv("AVATARBENCH_LPIPS_BACKBONE", raising=False)
+    monkeypatch.delenv("AVATARBENCH_TEST_ONLY_RANDOM_LPIPS_BACKBONE", raising=False)
+    m, subject = make(tmp_path, loss={"lpips": 0.1, "lpips_crop": {"size": 64}})
+    assert m.perceptual.enabled and lpips_setup.CONVERTED_FILES["vgg"] in m.perceptual_loss_status
+    train = subject.frames("train")
+    m.train_step(sample(train[0]), 0)  # pretrain
+    logs = m.train_step(sample(train[1]), 1)
+    assert logs["perceptual_loss"].startswith("enabled") and 0.0 < logs["lpips"] < 2.0
+    w = m.cfg.loss
+    expect = float(w.l1) * logs["l1"] + float(w.offset) * logs["offset"] + 0.1 * logs["lpips"]
+    assert abs(logs["loss"] - expect) < 1e-5

@@ -160,6 +160,8 @@ def test_end_to_end_stages_render_and_bit_exact_resume(head_subject, monkeypatch
     monkeypatch.setenv("TORCH_HOME", str(head_subject.root / "no_torch_home"))  # no VGG weights here
     monkeypatch.delenv("AVATARBENCH_LPIPS_BACKBONE", raising=False)
     monkeypatch.delenv("AVATARBENCH_TEST_ONLY_RANDOM_LPIPS_BACKBONE", raising=False)
+    monkeypatch.setenv("AVATARBENCH_LPIPS_WEIGHTS_DIR", str(head_subject.root / "no_converted_lpips"))
+    monkeypatch.setenv("AVATARBENCH_LPIPS_AUTO_SETUP", "0")
     cfg = _cfg()
     m = _make(head_subject, cfg)
     assert [s.name for s in m.stages()] == ["mesh", "gaussian"] and m.total_iterations() == 6
@@ -284,3 +286,24 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert r["geometry"]["p2m_mean_mm"] < 40.0
     assert (out.run_dir / "export" / "neutral_mesh.ply").exists()
     assert (out.run_dir / "export" / "gaussians_canonical.npz").exists()
+
+
+def test_official_perceptual_term_is_active_with_the_verified_weights(head_subject, lpips_weights, monkeypatch):
+    """With the real (converted, verified) VGG backbone the 0.1 LPIPS-VGG term enters the stage-2
+    loss and the method records it as enabled, naming the backbone file."""
+    from avatarbench.metrics import lpips_setup
+    from avatarbench.methods.gaussian_head_avatar.method import GaussianHeadAvatar
+
+    monkeypatch.setenv("TORCH_HOME", str(head_subject.root / "no_torch_home"))
+    monkeypatch.delenv("AVATARBENCH_LPIPS_BACKBONE", raising=False)
+    monkeypatch.delenv("AVATARBENCH_TEST_ONLY_RANDOM_LPIPS_BACKBONE", raising=False)
+    cfg = _cfg(mesh={"iterations": 0})
+    torch.manual_seed(0)
+    m = GaussianHeadAvatar(cfg, head_subject, "cpu")
+    m.setup(head_subject.frames("train"))
+    assert m.perceptual.enabled and not m.perceptual.module.test_only_random_backbone
+    assert m.perceptual_loss_status.startswith("enabled") and lpips_setup.CONVERTED_FILES["vgg"] in m.perceptual_loss_status
+    assert m.state_dict()["perceptual_loss"] == m.perceptual_loss_status
+    logs = _step(m, head_subject, 0)
+    assert logs["perceptual_loss_enabled"] == 1.0 and 0.0 < logs["loss_lpips"] < 2.0
+    assert abs(logs["loss"] - (logs["loss_hr"] + logs["loss_lr"] + 0.1 * logs["loss_lpips"])) < 1e-5

@@ -23,6 +23,8 @@ def no_lpips_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv(lw.ENV_BACKBONE, raising=False)
     monkeypatch.delenv(lw.ENV_TEST_ONLY_RANDOM, raising=False)
+    monkeypatch.setenv("AVATARBENCH_LPIPS_WEIGHTS_DIR", str(tmp_path / "no_converted_weights"))
+    monkeypatch.setenv("AVATARBENCH_LPIPS_AUTO_SETUP", "0")
 
 
 def flat(value: float, h: int = 16, w: int = 16) -> torch.Tensor:

@@ -39,3 +39,22 @@ def test_references_are_well_formed():
         assert ref["splits"], m
         for split, metrics in ref["splits"].items():
             assert metrics["psnr"]["tolerance"] >= 0.2
+
+
+def test_compare_guards_lpips_against_a_rise():
+    from avatarbench.results.regression import make_reference
+
+    runs = [{"seed": s, "split": "novel_view", "metrics": {"psnr": 30.0 + d, "ssim": 0.9, "lpips_vgg": 0.2 + d / 100,
+                                                           "lpips_alex": None}}
+            for s, d in ((0, 0.0), (1, 0.2))]
+    ref = make_reference("m", runs, preset="smoke", subject="s", sets=[])
+    e = ref["splits"]["novel_view"]["lpips_vgg"]
+    # mean 0.201, std 0.0014142 -> tolerance max(0.005, 3 std) = 0.005; no alex values -> no alex entry
+    assert e["mean"] == pytest.approx(0.201) and e["tolerance"] == pytest.approx(0.005)
+    assert "lpips_alex" not in ref["splits"]["novel_view"]
+    ok = {"psnr": 30.1, "ssim": 0.9, "lpips_vgg": 0.2055}
+    assert compare(ref, "novel_view", ok) == []
+    assert compare(ref, "novel_view", dict(ok, lpips_vgg=0.1)) == []  # lower LPIPS is an improvement
+    bad = compare(ref, "novel_view", dict(ok, lpips_vgg=0.2065))
+    assert len(bad) == 1 and bad[0].startswith("novel_view lpips_vgg: 0.2065 > 0.2060")
+    assert compare(ref, "novel_view", dict(ok, lpips_vgg=None)) == ["novel_view lpips_vgg: missing"]
