@@ -23,7 +23,7 @@ from avatarbench.data.camera import Camera, stack_cameras
 from avatarbench.data.subject import Frame
 from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
 from avatarbench.methods.gaussian_avatars.losses import photometric_loss, position_loss, scaling_loss
-from avatarbench.methods.gaussian_avatars.model import (FLAME_POSE_KEYS, FlameTrack, flame_forward,
+from avatarbench.methods.gaussian_avatars.model import (FLAME_POSE_KEYS, MOTION_KEYS, FlameTrack, flame_forward,
                                                         init_gaussian_params, to_global)
 from avatarbench.methods.gaussian_avatars.schedule import Schedule, expon_lr
 from avatarbench.methods.gaussian_avatars.strategy import BindingStrategy, camera_extent
@@ -128,12 +128,17 @@ class GaussianAvatars(AvatarMethod):
         return self.state["binding"]
 
     def _driving_for(self, frame: Frame, *, training: bool = False) -> dict[str, torch.Tensor]:
-        """Fine-tuned parameters for trained timesteps of undriven frames, else ``frame.driving``."""
+        """Fine-tuned parameters for trained timesteps of undriven frames; otherwise the frame's
+        motion (``expr``, ``rotation``, ``neck_pose``, ``jaw_pose``, ``eyes_pose``, ``translation``)
+        on the TRAINED identity (``shape``, ``static_offset`` of the training parameters), as the
+        official model does for every timestep, test and cross-identity ones included."""
         if frame.driver is None and self.track.has(frame.timestep):
             return self.track.driving(frame.timestep)
         if training:
             raise ValueError(f"training frame {frame.key} has a timestep outside the training set")
-        return frame.driving_tensors(self.device)
+        drv = {k: v for k, v in frame.driving_tensors(self.device).items() if k in MOTION_KEYS}
+        drv.update(self.track.identity())
+        return drv
 
     def _gaussians(self, frame: Frame, training: bool = False):
         verts = flame_forward(self.flame, self._driving_for(frame, training=training))

@@ -17,6 +17,8 @@ from avatarbench.errors import DataError
 FLAME_DYNAMIC = {"rotation": 3, "neck_pose": 3, "jaw_pose": 3, "eyes_pose": 6, "translation": 3}
 #: the fine-tuning learning-rate groups (official names: pose, trans, expr)
 FLAME_POSE_KEYS = ("rotation", "neck_pose", "jaw_pose", "eyes_pose")
+#: what a driver contributes to a render; the identity (shape, static offset) is always the trained one
+MOTION_KEYS = ("expr", *FLAME_DYNAMIC)
 
 SH_C0 = 0.28209479177387814
 
@@ -112,6 +114,10 @@ class FlameTrack(nn.Module):
 
     def row(self, timestep: int) -> int:
         return self._row[int(timestep)]
+
+    def identity(self) -> dict[str, torch.Tensor]:
+        """The trained identity: ``shape`` (1, n_shape) and ``static_offset`` (1, V, 3)."""
+        return {"shape": self.shape, "static_offset": self.static_offset}
 
     def driving(self, timestep: int, original: bool = False) -> dict[str, torch.Tensor]:
         """Driving tensors with batch dim 1 for a training timestep (differentiable)."""
