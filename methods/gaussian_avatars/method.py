@@ -12,6 +12,7 @@ fine-tuned with the Gaussians. All values default to the official code (see
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +265,10 @@ class GaussianAvatars(AvatarMethod):
     def export(self, out_dir: Path, frame: Frame | None = None) -> list[Path]:
         """``point_cloud_global.ply`` (world-space Gaussians at ``frame``, or at the first training
         timestep, with ``binding_0``), ``point_cloud.ply`` (the canonical local parameters with
-        ``binding_0``, the official file layout) and ``flame_param.npz`` (fine-tuned FLAME)."""
+        ``binding_0``, the official file layout), ``flame_param.npz`` (FLAME parameters of every
+        timestep in the official layout: fine-tuned rows for training timesteps, tracked rows for the
+        subject's other timesteps; see :meth:`FlameTrack.export_arrays`) and ``flame_param_rows.json``
+        (which rows are fine-tuned and which tracked)."""
         from avatarbench.methods.gaussian_avatars.export import write_gaussian_ply
 
         out_dir = Path(out_dir)
@@ -282,7 +286,16 @@ class GaussianAvatars(AvatarMethod):
             write_gaussian_ply(out_dir / "point_cloud.ply", p["means"], p["sh0"], p["shN"], p["opacities"],
                                p["scales"], p["quats"], self.binding),
         ]
+        tracked = {}
+        for split in ("train", "novel_view", "self_reenact"):  # the subject's own timesteps (official: train + test)
+            if split in self.subject.split_names:
+                for t in self.subject.timesteps(split):
+                    if not self.track.has(t):
+                        tracked.setdefault(t, self.subject.driving(t))
         npz = out_dir / "flame_param.npz"
-        np.savez(npz, **self.track.export_arrays())
-        paths.append(npz)
+        np.savez_compressed(npz, **self.track.export_arrays(tracked))
+        rows = out_dir / "flame_param_rows.json"
+        rows.write_text(json.dumps({"finetuned": [int(t) for t in self.track.timesteps.tolist()],
+                                    "tracked": sorted(tracked)}, indent=1) + "\n")
+        paths += [npz, rows]
         return paths

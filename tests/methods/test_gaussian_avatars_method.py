@@ -192,25 +192,105 @@ def test_state_dict_round_trip_resumes_bit_exactly(subject):
     assert torch.equal(a.binding, b.binding)
 
 
-def test_export_writes_global_and_local_ply_with_binding(subject, tmp_path):
+def official_flame_params(path) -> dict[str, torch.Tensor]:
+    """``flame_param.npz`` read as the official ``FlameGaussianModel.load_ply`` does (np.load, every
+    array to a tensor, ``num_timesteps = expr.shape[0]``)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: torch.from_numpy(z[k]) for k in z.files}
+
+
+def official_select_mesh(flame, fp: dict[str, torch.Tensor], t: int) -> torch.Tensor:
+    """(V, 3) vertices the way the official ``select_mesh_by_timestep`` calls FLAME."""
+    out = flame(shape=fp["shape"][None, ...], expr=fp["expr"][[t]], rotation=fp["rotation"][[t]],
+                neck_pose=fp["neck_pose"][[t]], jaw_pose=fp["jaw_pose"][[t]], eyes_pose=fp["eyes_pose"][[t]],
+                translation=fp["translation"][[t]], static_offset=fp["static_offset"],
+                dynamic_offset=fp["dynamic_offset"][[t]])
+    return out.verts[0]
+
+
+def numpy_face_frames(verts: np.ndarray, faces: np.ndarray):
+    """float64 face frames written out from the paper's definition (independent of binding.py)."""
+    v0, v1, v2 = (verts[faces[:, i]] for i in range(3))
+    e1, e2 = v1 - v0, v2 - v0
+    a0 = e1 / np.linalg.norm(e1, axis=1, keepdims=True)
+    a1 = np.cross(a0, e2)
+    a1 /= np.linalg.norm(a1, axis=1, keepdims=True)
+    a2 = np.cross(a0, a1)
+    k = 0.5 * (np.linalg.norm(e1, axis=1) + np.abs((a2 * e2).sum(1)))
+    return (v0 + v1 + v2) / 3.0, np.stack([a0, a1, a2], axis=-1), k
+
+
+def test_export_global_ply_matches_local_ply_posed_by_the_exported_flame(subject, tmp_path):
+    """point_cloud_global.ply == the local point_cloud.ply posed, in float64 numpy, on the mesh
+    that the exported flame_param.npz gives for the frame's timestep (read the official way)."""
     from avatarbench.methods.gaussian_avatars.export import read_gaussian_ply
 
     m = make_method(subject, **FAST)
     train(m, subject, 4)
-    frame = subject.frames("novel_view")[0]
+    frame = subject.frames("novel_view")[1]  # timestep 1: a fine-tuned row
     paths = m.export(tmp_path, frame)
     names = sorted(p.name for p in paths)
-    assert names == ["flame_param.npz", "point_cloud.ply", "point_cloud_global.ply"]
+    assert names == ["flame_param.npz", "flame_param_rows.json", "point_cloud.ply", "point_cloud_global.ply"]
     glob = read_gaussian_ply(tmp_path / "point_cloud_global.ply")
     loc = read_gaussian_ply(tmp_path / "point_cloud.ply")
     n = m.num_gaussians()
-    assert glob["means"].shape == (n, 3) and loc["means"].shape == (n, 3) and glob["shN"].shape == (n, 15, 3)
+    assert glob["means"].shape == (n, 3) and glob["shN"].shape == (n, 15, 3)
     assert glob["binding"].tolist() == m.binding.tolist() == loc["binding"].tolist()
-    torch.testing.assert_close(glob["means"], m.geometry(frame).float())
-    torch.testing.assert_close(loc["means"], m.params["means"].detach())
-    npz = np.load(tmp_path / "flame_param.npz")
-    assert npz["expr"].shape == (2, 100) and npz["timesteps_finetuned"].tolist() == [0, 1]
-    np.testing.assert_allclose(npz["expr"], m.track.params["expr"].detach().numpy())
+    fp = official_flame_params(tmp_path / "flame_param.npz")
+    with torch.no_grad():
+        verts = official_select_mesh(m.flame.double(), {k: v.double() for k, v in fp.items()}, 1).numpy()
+    m.flame.float()
+    T, R, k = numpy_face_frames(verts, m.faces.numpy())
+    b = loc["binding"].numpy()
+    mu = loc["means"].numpy().astype(np.float64)
+    want = k[b, None] * np.einsum("nij,nj->ni", R[b], mu) + T[b]
+    np.testing.assert_allclose(glob["means"].numpy(), want, atol=2e-6)
+    np.testing.assert_allclose(glob["scales"].numpy(), np.log(k[b, None]) + loc["scales"].numpy(), atol=1e-5)
+    # the fine-tuned jaw of timestep 1 is what posed it (not the tracked one)
+    assert not np.allclose(fp["jaw_pose"][1].numpy(), frame.driving["jaw_pose"])
+
+
+def test_flame_param_npz_loads_like_the_official_viewer_at_every_timestep(subject, tmp_path):
+    """Official layout: keys, float32, shape (300,), static_offset (1,V,3), dynamic_offset (T,V,3)
+    indexed [[t]]; fine-tuned rows for trained timesteps, tracked rows for the held-out sequence,
+    zero rows elsewhere; every timestep poses the mesh the method renders."""
+    import json
+
+    m = make_method(subject, **FAST)
+    train(m, subject, 4)
+    m.export(tmp_path)
+    fp = official_flame_params(tmp_path / "flame_param.npz")
+    nv = m.flame.num_verts
+    assert sorted(fp) == sorted(["shape", "expr", "rotation", "neck_pose", "jaw_pose", "eyes_pose", "translation",
+                                 "static_offset", "dynamic_offset"])
+    assert all(v.dtype == torch.float32 for v in fp.values())
+    T = fp["expr"].shape[0]
+    assert T == 6  # timesteps 0, 1 (train) and 5 (held out)
+    assert fp["shape"].shape == (300,) and fp["static_offset"].shape == (1, nv, 3)
+    assert fp["dynamic_offset"].shape == (T, nv, 3) and fp["eyes_pose"].shape == (T, 6)
+    assert json.loads((tmp_path / "flame_param_rows.json").read_text()) == {"finetuned": [0, 1], "tracked": [5]}
+    sr = subject.frames("self_reenact")[0]
+    for t in range(T):
+        with torch.no_grad():
+            verts = official_select_mesh(m.flame, fp, t)
+        if t in (0, 1):
+            want = flame_forward_of(m, m.track.driving(t))
+        elif t == 5:
+            want = flame_forward_of(m, m._driving_for(sr))
+            np.testing.assert_array_equal(fp["expr"][5].numpy(), sr.driving["expr"])
+        else:
+            assert float(fp["expr"][t].abs().sum() + fp["rotation"][t].abs().sum()) == 0
+            want = flame_forward_of(m, {**{k: torch.zeros(1, fp[k].shape[1]) for k in
+                                           ("expr", "rotation", "neck_pose", "jaw_pose", "eyes_pose", "translation")},
+                                        **m.track.identity()})
+        torch.testing.assert_close(verts, want, msg=f"timestep {t}")
+
+
+def flame_forward_of(m, driving):
+    from avatarbench.methods.gaussian_avatars.model import flame_forward
+
+    with torch.no_grad():
+        return flame_forward(m.flame, driving)
 
 
 def test_reenactment_renders_on_the_trained_identity(subject):

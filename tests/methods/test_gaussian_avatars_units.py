@@ -364,6 +364,15 @@ def test_flame_track_rows_and_export():
     assert d["shape"].shape == (1, 12) and float(d["shape"][0, 0]) == 3.0  # from the first timestep
     assert d["static_offset"].shape == (1, 6, 3) and float(d["static_offset"][0, 4:].abs().sum()) == 0
     assert d["neck_pose"].abs().sum() == 0 and d["expr"].requires_grad
-    arr = tr.export_arrays()
-    assert arr["expr"].shape == (8, 8) and arr["expr"][7, 0] == 7 and arr["expr"][4].sum() == 0
-    assert arr["timesteps_finetuned"].tolist() == [3, 5, 7]
+    with torch.no_grad():
+        tr.params["expr"][1] += 100.0  # "fine-tuned" timestep 5
+    held_out = {9: {"expr": np.full(5, -9.0, np.float32), "jaw_pose": np.full(3, 0.5, np.float32)},
+                5: {"expr": np.full(5, -5.0, np.float32)}}  # a trained timestep: fine-tuned row wins
+    arr = tr.export_arrays(held_out)
+    assert arr["expr"].shape == (10, 8) and arr["expr"].dtype == np.float32
+    assert arr["expr"][7, :5].tolist() == [7.0] * 5 and arr["expr"][5, 0] == 105.0
+    assert arr["expr"][9, :5].tolist() == [-9.0] * 5 and arr["expr"][9, 5:].sum() == 0
+    assert arr["jaw_pose"][9].tolist() == [0.5] * 3 and arr["expr"][4].sum() == 0
+    assert arr["shape"].shape == (12,) and arr["static_offset"].shape == (1, 6, 3)
+    assert arr["dynamic_offset"].shape == (10, 6, 3) and not arr["dynamic_offset"].any()
+    assert "timesteps_finetuned" not in arr
