@@ -30,6 +30,12 @@ from avatarbench.methods.gaussian_avatars.schedule import Schedule, expon_lr
 from avatarbench.methods.gaussian_avatars.strategy import BindingStrategy, camera_extent
 
 
+#: what :meth:`GaussianAvatars.activity` counts
+ACTIVITY_KEYS = ("position_loss", "position_threshold", "scaling_loss", "scaling_threshold", "density_control",
+                 "cloned", "split", "pruned", "guarded", "prune_opacity", "prune_world_size", "prune_screen_size",
+                 "opacity_reset", "flame_finetune", "teeth_visible")
+
+
 def visible_mask(radii: torch.Tensor) -> torch.Tensor:
     """(N,) visibility of camera 0 from the renderer's radii ((C, N, 2) or (C, N))."""
     r = radii[0]
@@ -121,6 +127,7 @@ class GaussianAvatars(AvatarMethod):
             self.extent, binding=torch.arange(num_faces, device=self.device), num_faces=num_faces,
             generator=self.generator)
         self.active_sh_degree = 0
+        self.activity_counts = dict.fromkeys(ACTIVITY_KEYS, 0)
 
     # ------------------------------------------------------------------ forward
     @property
@@ -173,6 +180,7 @@ class GaussianAvatars(AvatarMethod):
         lo = self.cfg.loss
         l1, dssim = photometric_loss(rgb[0], sample.image, float(lo.lambda_dssim))
         vis = visible_mask(meta["radii"])
+        self._count_regulariser_activity(vis)
         loss_pos = position_loss(self.params["means"], vis, float(lo.threshold_position), float(lo.lambda_position))
         loss = l1 + dssim + loss_pos
         loss_scale = None
@@ -182,11 +190,13 @@ class GaussianAvatars(AvatarMethod):
         loss.backward()
 
         report = self.strategy.step_post_backward(self.params, self.optimizers, self.state, step, info, packed=False)
+        self._count_density_activity(report)
         if it < self.sched.iterations:  # the official loop skips the optimiser at the last iteration
             for opt in self.optimizers.values():
                 opt.step()
             if self.flame_optimizer is not None:
                 self.flame_optimizer.step()
+                self.activity_counts["flame_finetune"] += 1
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         if self.flame_optimizer is not None:
@@ -198,6 +208,41 @@ class GaussianAvatars(AvatarMethod):
             logs["scaling"] = float(loss_scale.detach())
         logs.update({k: v for k, v in report.items() if v})
         return logs
+
+    # ------------------------------------------------------------------ activity records
+    @torch.no_grad()
+    def _count_regulariser_activity(self, vis: torch.Tensor) -> None:
+        """Count the steps on which each regulariser (and its threshold) acts on a visible
+        Gaussian, whatever its weight (so a variant with weight 0 records what it removed)."""
+        lo, a = self.cfg.loss, self.activity_counts
+        norms = self.params["means"].detach()[vis].norm(dim=1)
+        thr = float(lo.threshold_position)
+        a["position_loss"] += int(bool((norms > thr).any()))
+        a["position_threshold"] += int(bool(((norms > 0) & (norms <= thr)).any()))
+        sc = torch.exp(self.params["scales"].detach()[vis])
+        thr = float(lo.threshold_scaling)
+        a["scaling_loss"] += int(bool((sc > thr).any()))
+        a["scaling_threshold"] += int(bool((sc <= thr).any()))
+        teeth = getattr(self.flame, "teeth_faces_mask", None)
+        if teeth is not None and bool(teeth.any()):
+            a["teeth_visible"] += int(bool(teeth.to(vis.device)[self.binding[vis]].any()))
+
+    def _count_density_activity(self, report: dict[str, int]) -> None:
+        a = self.activity_counts
+        for key in ("cloned", "split", "pruned", "guarded", "prune_opacity", "prune_world_size", "prune_screen_size"):
+            a[key] += int(report.get(key, 0))
+        a["density_control"] += int(report.get("cloned", 0) + report.get("split", 0) + report.get("pruned", 0) > 0)
+        a["opacity_reset"] += int(report.get("reset", 0))
+
+    def activity(self) -> dict[str, int]:
+        """How often each regulariser and density-control rule acted during training (results.json
+        ``train.activity``): steps with the position / scaling hinge active on a visible Gaussian
+        (``position_loss``, ``scaling_loss``) and with its threshold clipping one
+        (``position_threshold``, ``scaling_threshold``); densification events that changed the
+        set (``density_control``); Gaussians cloned, split, pruned, kept by the prune guard
+        (``guarded``) and flagged by each prune rule before the guard; opacity resets; FLAME
+        fine-tuning steps; steps with a teeth Gaussian visible."""
+        return dict(self.activity_counts)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -239,6 +284,7 @@ class GaussianAvatars(AvatarMethod):
             "generator": self.generator.get_state(),
             "active_sh_degree": self.active_sh_degree,
             "extent": self.extent,
+            "activity": dict(self.activity_counts),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -258,6 +304,7 @@ class GaussianAvatars(AvatarMethod):
         self.generator.set_state(state["generator"])
         self.active_sh_degree = int(state["active_sh_degree"])
         self.extent = float(state["extent"])
+        self.activity_counts = {**dict.fromkeys(ACTIVITY_KEYS, 0), **state.get("activity", {})}
         self.strategy.check_sanity(self.params, self.optimizers)
 
     # ------------------------------------------------------------------ export

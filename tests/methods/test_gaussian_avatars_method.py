@@ -140,10 +140,8 @@ def test_training_densifies_with_inheritance_and_finetunes_flame(subject):
     assert logs[3].get("cloned", 0) + logs[3].get("split", 0) > 0  # it = 4: densification
     assert logs[1].get("reset") == 1 and logs[3].get("reset") == 1  # it = 2 (extra, white bg), it = 4
     n = m.num_gaussians()
-    assert n > f
-    # binding consistency: per-face counts from bincount, no face emptied, state/moments in lock-step
-    counts = m.face_counts()
-    assert int(counts.sum()) == n and int(counts.min()) >= 1
+    grown = logs[3].get("cloned", 0) + logs[3].get("split", 0) - logs[3].get("pruned", 0)
+    assert n == f + grown
     for k, p in m.params.items():
         assert p.shape[0] == n
         st = m.optimizers[k].state.get(p)
@@ -154,6 +152,45 @@ def test_training_densifies_with_inheritance_and_finetunes_flame(subject):
     # FLAME expression of the trained timesteps moved (lr 1e-3), shape/static offset did not
     assert not torch.equal(m.track.params["expr"].detach(), expr0)
     assert m.active_sh_degree == 3
+    a = m.activity()
+    assert a["opacity_reset"] == 2 and a["density_control"] == 1 and a["cloned"] == logs[3].get("cloned", 0)
+    assert a["flame_finetune"] == 5  # the last iteration skips the optimisers (official)
+
+
+PRUNE = dict(train={"iterations": 8, "sh_degree_interval": 2},
+             density={"densify_from_iter": 2, "densify_until_iter": 8, "densification_interval": 4,
+                      "opacity_reset_interval": 1000, "extra_reset_white_background": False,
+                      "grad_threshold": 1e9})  # it = 4 and 8 (8 = last: not reached), nothing grows
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_training_prunes_through_the_guard(subject, guard):
+    """Faces whose Gaussians are all transparent keep them all (guard), faces with an opaque one
+    lose their transparent ones; without the guard those faces end up empty."""
+    m = make_method(subject, **PRUNE)
+    m.strategy.prune_guard = guard
+    F = m.num_gaussians()
+    # three Gaussians on every face: copies of the one-per-face set, as a clone would make
+    with torch.no_grad():
+        m.strategy.duplicate(m.params, m.optimizers, m.state, torch.ones(F, dtype=torch.bool))
+        m.strategy.duplicate(m.params, m.optimizers, m.state, torch.arange(2 * F) < F)
+        op = torch.full((3 * F,), -9.0)  # opacity 1.2e-4 < 0.005: flagged
+        op[F:2 * F] = torch.where(torch.arange(F) % 2 == 0, 3.0, -9.0)  # even faces: one opaque copy
+        m.params["opacities"].data.copy_(op)
+    logs = train(m, subject, 4)
+    rep = logs[3]
+    n_even = (F + 1) // 2
+    if guard:
+        # even faces lose their 2 transparent Gaussians; odd faces keep all 3 (guard)
+        assert rep["pruned"] == 2 * n_even and rep["guarded"] == 3 * (F - n_even)
+        counts = m.face_counts()
+        assert counts[0::2].tolist() == [1] * n_even and counts[1::2].tolist() == [3] * (F - n_even)
+        assert m.activity()["guarded"] == 3 * (F - n_even)
+    else:
+        assert rep["pruned"] == 3 * F - n_even and rep.get("guarded", 0) == 0
+        counts = m.face_counts()
+        assert counts[0::2].tolist() == [1] * n_even and counts[1::2].tolist() == [0] * (F - n_even)
+    assert m.activity()["prune_opacity"] == 3 * F - n_even and m.activity()["density_control"] == 1
 
 
 def test_render_uses_finetuned_params_only_for_undriven_trained_timesteps(subject):
@@ -168,9 +205,14 @@ def test_render_uses_finetuned_params_only_for_undriven_trained_timesteps(subjec
     g_drv = m.geometry(replace(nv, driver="someone"))
     assert not torch.allclose(g_ft, g_drv)
     assert torch.allclose(g_drv, m.geometry(replace(nv, driver="someone", timestep=99)))
-    out = m.render(nv)
-    assert out.rgb.shape == (H, W, 3) and float(out.rgb.min()) >= 0 and float(out.rgb.max()) <= 1
+    out = m.render(replace(nv, background=(0.2, 0.4, 0.6)))
+    assert out.rgb.shape == (H, W, 3)
     assert float(out.alpha.max()) > 0.5  # the head is in view
+    # where nothing covers the pixel the frame's background shows through
+    empty = out.alpha[..., 0] < 1e-4
+    assert bool(empty.any())
+    torch.testing.assert_close(out.rgb[empty], torch.tensor([0.2, 0.4, 0.6]).expand(int(empty.sum()), 3),
+                               atol=1e-4, rtol=0)
     sr = subject.frames("self_reenact")[0]  # an untrained timestep: tracked parameters
     assert m.geometry(sr).shape == (m.num_gaussians(), 3)
 
@@ -334,7 +376,12 @@ def test_smoke_preset_end_to_end(tmp_path):
     out = execute(req, tmp_path / "run", echo=lambda *a: None, progress=False)
     r = out.results
     assert r["train"]["iterations"] == 600 and r["num_frames"] > 0
-    assert r["num_gaussians"] > 7000  # densification grew the initial one-per-face set
+    from avatarbench.bodymodels.flame import load_flame
+
+    faces = int(load_flame(None, teeth=True).faces.shape[0])  # the initial one-per-face set
+    act = r["train"]["activity"]
+    assert r["num_gaussians"] == faces + act["cloned"] + act["split"] - act["pruned"]
+    assert act["cloned"] + act["split"] > 0 and r["num_gaussians"] > faces
     assert r["metrics"]["psnr"] > 18.0  # measured 22.8
     assert (out.run_dir / "export" / "point_cloud_global.ply").exists()
 
