@@ -30,10 +30,11 @@ from avatarbench.methods.gaussian_avatars.schedule import Schedule, expon_lr
 from avatarbench.methods.gaussian_avatars.strategy import BindingStrategy, camera_extent
 
 
+#: per-step activity flags, accumulated on the device (no host sync per step)
+STEP_ACTIVITY_KEYS = ("position_loss", "position_threshold", "scaling_loss", "scaling_threshold", "teeth_visible")
 #: what :meth:`GaussianAvatars.activity` counts
-ACTIVITY_KEYS = ("position_loss", "position_threshold", "scaling_loss", "scaling_threshold", "density_control",
-                 "cloned", "split", "pruned", "guarded", "prune_opacity", "prune_world_size", "prune_screen_size",
-                 "opacity_reset", "flame_finetune", "teeth_visible")
+ACTIVITY_KEYS = STEP_ACTIVITY_KEYS + ("density_control", "cloned", "split", "pruned", "guarded", "prune_opacity",
+                                      "prune_world_size", "prune_screen_size", "opacity_reset", "flame_finetune")
 
 
 def visible_mask(radii: torch.Tensor) -> torch.Tensor:
@@ -127,7 +128,7 @@ class GaussianAvatars(AvatarMethod):
             self.extent, binding=torch.arange(num_faces, device=self.device), num_faces=num_faces,
             generator=self.generator)
         self.active_sh_degree = 0
-        self.activity_counts = dict.fromkeys(ACTIVITY_KEYS, 0)
+        self._set_activity({})
 
     # ------------------------------------------------------------------ forward
     @property
@@ -214,18 +215,17 @@ class GaussianAvatars(AvatarMethod):
     def _count_regulariser_activity(self, vis: torch.Tensor) -> None:
         """Count the steps on which each regulariser (and its threshold) acts on a visible
         Gaussian, whatever its weight (so a variant with weight 0 records what it removed)."""
-        lo, a = self.cfg.loss, self.activity_counts
+        lo = self.cfg.loss
         norms = self.params["means"].detach()[vis].norm(dim=1)
-        thr = float(lo.threshold_position)
-        a["position_loss"] += int(bool((norms > thr).any()))
-        a["position_threshold"] += int(bool(((norms > 0) & (norms <= thr)).any()))
+        tp = float(lo.threshold_position)
         sc = torch.exp(self.params["scales"].detach()[vis])
-        thr = float(lo.threshold_scaling)
-        a["scaling_loss"] += int(bool((sc > thr).any()))
-        a["scaling_threshold"] += int(bool((sc <= thr).any()))
+        ts = float(lo.threshold_scaling)
         teeth = getattr(self.flame, "teeth_faces_mask", None)
-        if teeth is not None and bool(teeth.any()):
-            a["teeth_visible"] += int(bool(teeth.to(vis.device)[self.binding[vis]].any()))
+        teeth_vis = (teeth.to(vis.device)[self.binding[vis]].any() if teeth is not None
+                     else torch.zeros((), dtype=torch.bool, device=vis.device))
+        flags = torch.stack([(norms > tp).any(), ((norms > 0) & (norms <= tp)).any(), (sc > ts).any(),
+                             (sc <= ts).any(), teeth_vis])  # order of STEP_ACTIVITY_KEYS
+        self._step_activity += flags.to(self._step_activity.dtype)
 
     def _count_density_activity(self, report: dict[str, int]) -> None:
         a = self.activity_counts
@@ -242,7 +242,14 @@ class GaussianAvatars(AvatarMethod):
         set (``density_control``); Gaussians cloned, split, pruned, kept by the prune guard
         (``guarded``) and flagged by each prune rule before the guard; opacity resets; FLAME
         fine-tuning steps; steps with a teeth Gaussian visible."""
-        return dict(self.activity_counts)
+        counts = dict(self.activity_counts)
+        counts.update(zip(STEP_ACTIVITY_KEYS, (int(v) for v in self._step_activity.tolist())))
+        return {k: counts[k] for k in ACTIVITY_KEYS}
+
+    def _set_activity(self, saved: dict[str, int]) -> None:
+        self.activity_counts = {k: int(saved.get(k, 0)) for k in ACTIVITY_KEYS if k not in STEP_ACTIVITY_KEYS}
+        self._step_activity = torch.tensor([int(saved.get(k, 0)) for k in STEP_ACTIVITY_KEYS], dtype=torch.long,
+                                           device=self.device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -284,7 +291,7 @@ class GaussianAvatars(AvatarMethod):
             "generator": self.generator.get_state(),
             "active_sh_degree": self.active_sh_degree,
             "extent": self.extent,
-            "activity": dict(self.activity_counts),
+            "activity": self.activity(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -304,7 +311,7 @@ class GaussianAvatars(AvatarMethod):
         self.generator.set_state(state["generator"])
         self.active_sh_degree = int(state["active_sh_degree"])
         self.extent = float(state["extent"])
-        self.activity_counts = {**dict.fromkeys(ACTIVITY_KEYS, 0), **state.get("activity", {})}
+        self._set_activity(state.get("activity", {}))
         self.strategy.check_sanity(self.params, self.optimizers)
 
     # ------------------------------------------------------------------ export

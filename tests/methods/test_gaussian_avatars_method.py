@@ -157,6 +157,33 @@ def test_training_densifies_with_inheritance_and_finetunes_flame(subject):
     assert a["flame_finetune"] == 5  # the last iteration skips the optimisers (official)
 
 
+def test_regulariser_activity_counts_by_hand(subject):
+    m = make_method(subject)
+    n = m.num_gaussians()
+    teeth0 = int(torch.nonzero(m.flame.teeth_faces_mask)[0])  # binding == arange at init
+    with torch.no_grad():
+        m.params["means"][0] = torch.tensor([2.0, 0.0, 0.0])   # beyond the position threshold 1
+        m.params["means"][1] = torch.tensor([0.0, 0.5, 0.0])   # inside it
+        m.params["scales"][1] = math.log(0.5)                   # all axes below 0.6
+    all_vis = torch.ones(n, dtype=torch.bool)
+    m._count_regulariser_activity(all_vis)
+    only1 = torch.zeros(n, dtype=torch.bool)
+    only1[1] = True
+    m._count_regulariser_activity(only1)
+    only0 = torch.zeros(n, dtype=torch.bool)
+    only0[[0, teeth0]] = True
+    m._count_regulariser_activity(only0)
+    a = m.activity()
+    # step 1: all visible (hinge: G0; threshold clips G1; scale hinge: exp(0) = 1 > 0.6; teeth seen)
+    # step 2: only G1 (inside both thresholds); step 3: G0 and a teeth Gaussian (mean 0: no clip)
+    assert (a["position_loss"], a["position_threshold"], a["scaling_loss"], a["scaling_threshold"],
+            a["teeth_visible"]) == (2, 2, 2, 2, 2)
+    assert a["cloned"] == a["opacity_reset"] == a["flame_finetune"] == 0
+    b = make_method(subject)
+    b.load_state_dict(m.state_dict())
+    assert b.activity() == a
+
+
 PRUNE = dict(train={"iterations": 8, "sh_degree_interval": 2},
              density={"densify_from_iter": 2, "densify_until_iter": 8, "densification_interval": 4,
                       "opacity_reset_interval": 1000, "extra_reset_white_background": False,
