@@ -17,9 +17,8 @@ Faces per jaw (84 = 3 strips x 14 quads x 2): the front plate (root-edge), the b
 (root back-edge back) and the biting surface (edge back-edge), in the official triangle list's
 order, diagonals and vertex order (see :data:`TEETH_STRIPS`). With FLAME's lip rings (column 0
 on the subject's left, +x) every triangle faces out of the teeth: front plates +z, back plates
--z, the upper biting surface down, the lower one up. (On a model whose rings run along +x, such
-as the procedural stand-in, all of them face inwards; the triangles are the official ones either
-way.)
+-z, the upper biting surface down, the lower one up (the procedural stand-in orders its rings
+the same way; on rings running along +x all of them would face inwards).
 
 Blendshapes: the shape dims of every teeth vertex are the mean of its column's upper and lower
 lip-ring shape dims; expression dims, pose correctives and joint-regressor columns are zero.

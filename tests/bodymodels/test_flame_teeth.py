@@ -97,6 +97,23 @@ def test_official_teeth_normals_face_outwards_on_the_flame_lip_order():
     assert np.unique(edges, axis=0, return_counts=True)[1].max() <= 2
 
 
+def test_stand_in_teeth_face_outwards_too(tmp_path):
+    """The procedural stand-in lists its outer lip rings in FLAME's direction (+x to -x), so the
+    official triangles face out of its teeth as well (the synthetic ground truth shades them)."""
+    from avatarbench.bodymodels.flame import load_flame
+    from avatarbench.bodymodels.flame_synthetic import write_synthetic_flame
+
+    m = load_flame(write_synthetic_flame(tmp_path)).double()
+    ring = m.v_template[torch.as_tensor(m.masks["lip_outside_ring_upper"])]
+    assert bool((ring[1:, 0] < ring[:-1, 0]).all())  # +x to -x
+    t = m.v_template[m.num_base_verts:].numpy()
+    f, _ = teeth_faces()
+    n = np.cross(t[f[:, 1]] - t[f[:, 0]], t[f[:, 2]] - t[f[:, 0]])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    for s, (axis, sign) in enumerate([(2, 1), (2, -1), (1, -1), (2, 1), (2, -1), (1, 1)]):
+        assert (sign * n[28 * s:28 * (s + 1), axis] > 0.8).all(), s
+
+
 def test_add_teeth_blendshapes_and_skinning():
     v, ru, rl, _ = _toy_lips()
     V = len(v)
