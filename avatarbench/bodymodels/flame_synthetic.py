@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: outer lip rings in FLAME's direction (+x to -x)
 MODEL_FILENAME = "flame_synthetic.pkl"
 MASKS_FILENAME = "FLAME_masks.pkl"
 
@@ -425,8 +425,10 @@ def build_synthetic_flame(seed: int = 0) -> tuple[dict, dict]:
     ring_rows_off = max(1, int(round(0.006 / abs(grid[m - 1, c0, 1] - grid[m, c0, 1]))))
     mouth_cols = np.arange(c0 - _MOUTH_HALF_COLS, c0 + _MOUTH_HALF_COLS + 1)
     masks = {
-        "lip_outside_ring_upper": remap(gid[m - ring_rows_off, mouth_cols]),
-        "lip_outside_ring_lower": remap(gid[m + ring_rows_off, mouth_cols]),
+        # outer rings run from the subject's left to right (+x to -x), as FLAME's, so that the
+        # official teeth triangles built on them face out of the teeth
+        "lip_outside_ring_upper": remap(gid[m - ring_rows_off, mouth_cols[::-1]]),
+        "lip_outside_ring_lower": remap(gid[m + ring_rows_off, mouth_cols[::-1]]),
         "lip_inside_ring_upper": remap(gid[m, mouth_cols]),
         "lip_inside_ring_lower": remap(np.concatenate([[gid[m, mouth_cols[0]]], dup_old, [gid[m, mouth_cols[-1]]]])),
         "left_eyeball": left_eye,

@@ -14,7 +14,11 @@ Vertex order (8 rows of 15, appended after the FLAME vertices; the same order as
 back, upper edge back, lower root back, lower edge back.
 
 Faces per jaw (84 = 3 strips x 14 quads x 2): the front plate (root-edge), the back plate
-(root back-edge back) and the biting surface (edge-edge back); all oriented outwards.
+(root back-edge back) and the biting surface (edge back-edge), in the official triangle list's
+order, diagonals and vertex order (see :data:`TEETH_STRIPS`). With FLAME's lip rings (column 0
+on the subject's left, +x) every triangle faces out of the teeth: front plates +z, back plates
+-z, the upper biting surface down, the lower one up (the procedural stand-in orders its rings
+the same way; on rings running along +x all of them would face inwards).
 
 Blendshapes: the shape dims of every teeth vertex are the mean of its column's upper and lower
 lip-ring shape dims; expression dims, pose correctives and joint-regressor columns are zero.
@@ -72,41 +76,66 @@ def teeth_vertices(v_template: np.ndarray, ring_upper: np.ndarray, ring_lower: n
     return np.concatenate([rows[name] for name in ROWS], axis=0)
 
 
-def _strip(row_a: int, row_b: int) -> np.ndarray:
-    """(28, 3) triangles of the quad strip between two rows (local teeth ids)."""
-    a = row_a * TEETH_COLS + np.arange(TEETH_COLS - 1)
-    b = row_b * TEETH_COLS + np.arange(TEETH_COLS - 1)
-    tri1 = np.stack([a, b, a + 1], axis=1)
-    tri2 = np.stack([b, b + 1, a + 1], axis=1)
-    return np.stack([tri1, tri2], axis=1).reshape(-1, 3)
+#: The six strips of quads, in the official face order (upper jaw: front, back, biting surface;
+#: lower jaw: front, back, biting surface). Each entry: (row A, row B, winding, first-half diagonal).
+#: Quad ``c`` (columns c, c+1) has corners A_c, A_c+1, B_c, B_c+1. ``winding`` is the orientation in
+#: the (column, row) grid with A at row 0: ``+1`` counter-clockwise, ``-1`` clockwise. The diagonal
+#: of the quads left of the middle column (c < 7) is ``"A0B1"`` (A_c - B_c+1) or ``"A1B0"``
+#: (A_c+1 - B_c); the quads right of it (c >= 7) take the other one, so every strip is
+#: mirror-symmetric about the middle column.
+TEETH_STRIPS = (
+    ("upper_root", "upper_edge", +1, "A0B1"),
+    ("upper_root_back", "upper_edge_back", -1, "A0B1"),
+    ("upper_edge_back", "upper_edge", -1, "A1B0"),
+    ("lower_edge", "lower_root", +1, "A1B0"),
+    ("lower_root_back", "lower_edge_back", +1, "A0B1"),
+    ("lower_edge_back", "lower_edge", +1, "A1B0"),
+)
+_MIDDLE = TEETH_COLS // 2  # 7
 
 
-def teeth_faces(teeth_verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Teeth triangles (local ids 0..119), each strip oriented outwards.
+def _quad_triangles(a0: int, a1: int, b0: int, b1: int, winding: int, diagonal: str) -> list[tuple[int, int, int]]:
+    """The two triangles of one quad, in the official order and vertex order.
 
-    Args:
-        teeth_verts: (120, 3) from :func:`teeth_vertices` (used only to orient the strips).
+    The triangle holding the left edge (A_c, B_c) comes first. Each triangle starts at its A-row
+    vertex of lowest column and follows ``winding`` in the (column, row) grid.
+    """
+    grid = {a0: (0, 0), a1: (1, 0), b0: (0, 1), b1: (1, 1)}
+    if diagonal == "A0B1":
+        tris = [(a0, b1, b0), (a0, a1, b1)]
+    else:
+        tris = [(a0, a1, b0), (a1, b1, b0)]
+    out = []
+    for tri in tris:
+        (x0, y0), (x1, y1), (x2, y2) = (grid[v] for v in tri)
+        ccw = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) > 0
+        if ccw != (winding > 0):
+            tri = (tri[0], tri[2], tri[1])
+        first = min((v for v in tri if grid[v][1] == 0), key=lambda v: grid[v][0])
+        i = tri.index(first)
+        out.append(tri[i:] + tri[:i])
+    return out
+
+
+def teeth_faces() -> tuple[np.ndarray, np.ndarray]:
+    """The official teeth triangles (local ids 0..119), in the official order.
+
+    168 = 6 strips x 14 quads x 2, built by the rule of :data:`TEETH_STRIPS`; identical, triangle
+    for triangle and vertex for vertex, to the list hard-coded in GaussianAvatars' /
+    VHAP's ``FlameHead.add_teeth`` (so ``binding_0`` ids and triangle frames are interchangeable
+    with official checkpoints).
 
     Returns:
         faces: (168, 3) int64, upper jaw first (84), then lower (84).
         is_upper: (168,) bool.
     """
-    up, down, front, back = (0, 1.0, 0), (0, -1.0, 0), (0, 0, 1.0), (0, 0, -1.0)
-    strips = [  # (row a, row b, outward direction)
-        ("upper_root", "upper_edge", front), ("upper_root_back", "upper_edge_back", back),
-        ("upper_edge", "upper_edge_back", down),
-        ("lower_root", "lower_edge", front), ("lower_root_back", "lower_edge_back", back),
-        ("lower_edge", "lower_edge_back", up),
-    ]
     out = []
-    for ra, rb, d in strips:
-        f = _strip(_R[ra], _R[rb])
-        t = teeth_verts[f]
-        n = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-        if float((n @ np.asarray(d)).sum()) < 0:
-            f = f[:, ::-1]
-        out.append(f)
-    faces = np.concatenate(out).astype(np.int64)
+    for row_a, row_b, winding, diag in TEETH_STRIPS:
+        a, b = _R[row_a] * TEETH_COLS, _R[row_b] * TEETH_COLS
+        other = "A1B0" if diag == "A0B1" else "A0B1"
+        for c in range(TEETH_COLS - 1):
+            out += _quad_triangles(a + c, a + c + 1, b + c, b + c + 1, winding, diag if c < _MIDDLE else other)
+    faces = np.asarray(out, dtype=np.int64)
     is_upper = np.zeros(len(faces), bool)
     is_upper[: len(faces) // 2] = True
     return faces, is_upper
@@ -145,7 +174,7 @@ def add_teeth(v_template: np.ndarray, faces: np.ndarray, shapedirs: np.ndarray, 
                          f"got {ring_upper.shape} and {ring_lower.shape}")
     V = v_template.shape[0]
     tv = teeth_vertices(v_template, ring_upper, ring_lower)
-    tf, _ = teeth_faces(tv)
+    tf, _ = teeth_faces()
     upper, lower = teeth_vertex_groups(V)
 
     sd_teeth = np.zeros((TEETH_NUM_VERTS,) + shapedirs.shape[1:], dtype=shapedirs.dtype)

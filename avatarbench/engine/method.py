@@ -131,6 +131,12 @@ class AvatarMethod(ABC):
         """Write method-specific artefacts (e.g. a 3DGS PLY). Returns the written paths."""
         return []
 
+    def activity(self) -> dict[str, int]:
+        """How often each regulariser / density-control rule acted during training (written to
+        results.json ``train.activity``; ``avatarbench table --ablations`` marks a variant whose
+        removed component never acted). Empty when the method records none."""
+        return {}
+
     def geometry(self, frame: Frame) -> torch.Tensor | None:
         """(N, 3) points describing the avatar's surface at ``frame`` (Gaussian means or mesh
         vertices), used for geometry metrics against a ground-truth mesh. None if not applicable."""

@@ -190,7 +190,7 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         "synthetic": bool(subject.meta.get("synthetic", False)),
         "resolution": [frames[0].camera.width, frames[0].camera.height] if frames else None,
         "num_frames": len(frames), "num_gaussians": method.num_gaussians(),
-        "train": {"iterations": tr.steps, "seconds": tr.train_seconds},
+        "train": {"iterations": tr.steps, "seconds": tr.train_seconds, "activity": method.activity()},
         "render": {"seconds_per_frame": float(sum(times) / max(1, len(times))),
                    "fps": float(len(times) / max(1e-9, sum(times)))},
         "metrics": {}, "geometry": {}, "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),

@@ -130,7 +130,9 @@ def build_table(root: Path, *, ablations_of: str | None = None, out_dir: Path | 
     if df.empty:
         return f"no results under {root} (run `avatarbench run ...` first)", files
     if ablations_of:
-        t = ablation_table(df, ablations_of)
+        from avatarbench.results.inert import mark_inert
+
+        t = mark_inert(ablation_table(df, ablations_of), root, ablations_of)
         name = f"ablations_{ablations_of}"
         title = f"## Ablations of {ablations_of}"
     else:

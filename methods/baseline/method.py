@@ -2,7 +2,8 @@
 
 Each face of the tracked FLAME mesh (with teeth) carries one flat Gaussian at its centroid,
 oriented with the face frame (shared binding utility) and sized by the face scale k -- a
-textured-mesh stand-in. Only colour and opacity are learned (L1 loss, Adam); there is no
+textured-mesh stand-in. The mesh of every frame is the training identity (``shape``,
+``static_offset`` of the first training timestep) posed by the frame's motion. Only colour and opacity are learned (L1 loss, Adam); there is no
 densification and no FLAME fine-tuning. It proves the platform end to end and is the floor that
 the paper methods must beat.
 """
@@ -17,6 +18,10 @@ import torch.nn.functional as F
 from avatarbench.data.camera import stack_cameras
 from avatarbench.data.subject import Frame
 from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
+
+
+#: per-subject FLAME identity parameters, taken from the training data only
+IDENTITY_KEYS = ("shape", "static_offset")
 
 
 class FlameGaussians(AvatarMethod):
@@ -41,11 +46,16 @@ class FlameGaussians(AvatarMethod):
         self.optimizer = torch.optim.Adam([{"params": [self.color_logit], "lr": float(self.cfg.train.lr_color)},
                                            {"params": [self.opacity_logit], "lr": float(self.cfg.train.lr_opacity)}])
         self.background = torch.tensor(self.subject.background, device=self.device, dtype=torch.float32)
+        # the identity of the first training timestep drives every render; a frame contributes its
+        # motion only (as GaussianAvatars: one tracked identity for all timesteps)
+        first = min(train_frames, key=lambda f: f.timestep).driving_tensors(self.device)
+        self.identity = {k: first[k] for k in IDENTITY_KEYS if k in first}
 
     def _gaussians(self, frame: Frame):
         from avatarbench.render.binding import face_frames, local_to_global
 
-        out = self.flame.forward_dict(frame.driving_tensors(self.device))
+        drv = {k: v for k, v in frame.driving_tensors(self.device).items() if k not in IDENTITY_KEYS}
+        out = self.flame.forward_dict({**drv, **self.identity})
         centroid, R, k = face_frames(out.verts[0], self.flame.faces)
         n = centroid.shape[0]
         zeros = torch.zeros(n, 3, device=self.device)

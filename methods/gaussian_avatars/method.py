@@ -12,6 +12,7 @@ fine-tuned with the Gaussians. All values default to the official code (see
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,17 @@ from avatarbench.data.camera import Camera, stack_cameras
 from avatarbench.data.subject import Frame
 from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
 from avatarbench.methods.gaussian_avatars.losses import photometric_loss, position_loss, scaling_loss
-from avatarbench.methods.gaussian_avatars.model import (FLAME_POSE_KEYS, FlameTrack, flame_forward,
+from avatarbench.methods.gaussian_avatars.model import (FLAME_POSE_KEYS, MOTION_KEYS, FlameTrack, flame_forward,
                                                         init_gaussian_params, to_global)
 from avatarbench.methods.gaussian_avatars.schedule import Schedule, expon_lr
 from avatarbench.methods.gaussian_avatars.strategy import BindingStrategy, camera_extent
+
+
+#: per-step activity flags, accumulated on the device (no host sync per step)
+STEP_ACTIVITY_KEYS = ("position_loss", "position_threshold", "scaling_loss", "scaling_threshold", "teeth_visible")
+#: what :meth:`GaussianAvatars.activity` counts
+ACTIVITY_KEYS = STEP_ACTIVITY_KEYS + ("density_control", "cloned", "split", "pruned", "guarded", "prune_opacity",
+                                      "prune_world_size", "prune_screen_size", "opacity_reset", "flame_finetune")
 
 
 def visible_mask(radii: torch.Tensor) -> torch.Tensor:
@@ -120,6 +128,7 @@ class GaussianAvatars(AvatarMethod):
             self.extent, binding=torch.arange(num_faces, device=self.device), num_faces=num_faces,
             generator=self.generator)
         self.active_sh_degree = 0
+        self._set_activity({})
 
     # ------------------------------------------------------------------ forward
     @property
@@ -128,12 +137,17 @@ class GaussianAvatars(AvatarMethod):
         return self.state["binding"]
 
     def _driving_for(self, frame: Frame, *, training: bool = False) -> dict[str, torch.Tensor]:
-        """Fine-tuned parameters for trained timesteps of undriven frames, else ``frame.driving``."""
+        """Fine-tuned parameters for trained timesteps of undriven frames; otherwise the frame's
+        motion (``expr``, ``rotation``, ``neck_pose``, ``jaw_pose``, ``eyes_pose``, ``translation``)
+        on the TRAINED identity (``shape``, ``static_offset`` of the training parameters), as the
+        official model does for every timestep, test and cross-identity ones included."""
         if frame.driver is None and self.track.has(frame.timestep):
             return self.track.driving(frame.timestep)
         if training:
             raise ValueError(f"training frame {frame.key} has a timestep outside the training set")
-        return frame.driving_tensors(self.device)
+        drv = {k: v for k, v in frame.driving_tensors(self.device).items() if k in MOTION_KEYS}
+        drv.update(self.track.identity())
+        return drv
 
     def _gaussians(self, frame: Frame, training: bool = False):
         verts = flame_forward(self.flame, self._driving_for(frame, training=training))
@@ -167,6 +181,7 @@ class GaussianAvatars(AvatarMethod):
         lo = self.cfg.loss
         l1, dssim = photometric_loss(rgb[0], sample.image, float(lo.lambda_dssim))
         vis = visible_mask(meta["radii"])
+        self._count_regulariser_activity(vis)
         loss_pos = position_loss(self.params["means"], vis, float(lo.threshold_position), float(lo.lambda_position))
         loss = l1 + dssim + loss_pos
         loss_scale = None
@@ -176,11 +191,13 @@ class GaussianAvatars(AvatarMethod):
         loss.backward()
 
         report = self.strategy.step_post_backward(self.params, self.optimizers, self.state, step, info, packed=False)
+        self._count_density_activity(report)
         if it < self.sched.iterations:  # the official loop skips the optimiser at the last iteration
             for opt in self.optimizers.values():
                 opt.step()
             if self.flame_optimizer is not None:
                 self.flame_optimizer.step()
+                self.activity_counts["flame_finetune"] += 1
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         if self.flame_optimizer is not None:
@@ -192,6 +209,47 @@ class GaussianAvatars(AvatarMethod):
             logs["scaling"] = float(loss_scale.detach())
         logs.update({k: v for k, v in report.items() if v})
         return logs
+
+    # ------------------------------------------------------------------ activity records
+    @torch.no_grad()
+    def _count_regulariser_activity(self, vis: torch.Tensor) -> None:
+        """Count the steps on which each regulariser (and its threshold) acts on a visible
+        Gaussian, whatever its weight (so a variant with weight 0 records what it removed)."""
+        lo = self.cfg.loss
+        norms = self.params["means"].detach()[vis].norm(dim=1)
+        tp = float(lo.threshold_position)
+        sc = torch.exp(self.params["scales"].detach()[vis])
+        ts = float(lo.threshold_scaling)
+        teeth = getattr(self.flame, "teeth_faces_mask", None)
+        teeth_vis = (teeth.to(vis.device)[self.binding[vis]].any() if teeth is not None
+                     else torch.zeros((), dtype=torch.bool, device=vis.device))
+        flags = torch.stack([(norms > tp).any(), ((norms > 0) & (norms <= tp)).any(), (sc > ts).any(),
+                             (sc <= ts).any(), teeth_vis])  # order of STEP_ACTIVITY_KEYS
+        self._step_activity += flags.to(self._step_activity.dtype)
+
+    def _count_density_activity(self, report: dict[str, int]) -> None:
+        a = self.activity_counts
+        for key in ("cloned", "split", "pruned", "guarded", "prune_opacity", "prune_world_size", "prune_screen_size"):
+            a[key] += int(report.get(key, 0))
+        a["density_control"] += int(report.get("cloned", 0) + report.get("split", 0) + report.get("pruned", 0) > 0)
+        a["opacity_reset"] += int(report.get("reset", 0))
+
+    def activity(self) -> dict[str, int]:
+        """How often each regulariser and density-control rule acted during training (results.json
+        ``train.activity``): steps with the position / scaling hinge active on a visible Gaussian
+        (``position_loss``, ``scaling_loss``) and with its threshold clipping one
+        (``position_threshold``, ``scaling_threshold``); densification events that changed the
+        set (``density_control``); Gaussians cloned, split, pruned, kept by the prune guard
+        (``guarded``) and flagged by each prune rule before the guard; opacity resets; FLAME
+        fine-tuning steps; steps with a teeth Gaussian visible."""
+        counts = dict(self.activity_counts)
+        counts.update(zip(STEP_ACTIVITY_KEYS, (int(v) for v in self._step_activity.tolist())))
+        return {k: counts[k] for k in ACTIVITY_KEYS}
+
+    def _set_activity(self, saved: dict[str, int]) -> None:
+        self.activity_counts = {k: int(saved.get(k, 0)) for k in ACTIVITY_KEYS if k not in STEP_ACTIVITY_KEYS}
+        self._step_activity = torch.tensor([int(saved.get(k, 0)) for k in STEP_ACTIVITY_KEYS], dtype=torch.long,
+                                           device=self.device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -233,6 +291,7 @@ class GaussianAvatars(AvatarMethod):
             "generator": self.generator.get_state(),
             "active_sh_degree": self.active_sh_degree,
             "extent": self.extent,
+            "activity": self.activity(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -252,6 +311,7 @@ class GaussianAvatars(AvatarMethod):
         self.generator.set_state(state["generator"])
         self.active_sh_degree = int(state["active_sh_degree"])
         self.extent = float(state["extent"])
+        self._set_activity(state.get("activity", {}))
         self.strategy.check_sanity(self.params, self.optimizers)
 
     # ------------------------------------------------------------------ export
@@ -259,7 +319,10 @@ class GaussianAvatars(AvatarMethod):
     def export(self, out_dir: Path, frame: Frame | None = None) -> list[Path]:
         """``point_cloud_global.ply`` (world-space Gaussians at ``frame``, or at the first training
         timestep, with ``binding_0``), ``point_cloud.ply`` (the canonical local parameters with
-        ``binding_0``, the official file layout) and ``flame_param.npz`` (fine-tuned FLAME)."""
+        ``binding_0``, the official file layout), ``flame_param.npz`` (FLAME parameters of every
+        timestep in the official layout: fine-tuned rows for training timesteps, tracked rows for the
+        subject's other timesteps; see :meth:`FlameTrack.export_arrays`) and ``flame_param_rows.json``
+        (which rows are fine-tuned and which tracked)."""
         from avatarbench.methods.gaussian_avatars.export import write_gaussian_ply
 
         out_dir = Path(out_dir)
@@ -277,7 +340,16 @@ class GaussianAvatars(AvatarMethod):
             write_gaussian_ply(out_dir / "point_cloud.ply", p["means"], p["sh0"], p["shN"], p["opacities"],
                                p["scales"], p["quats"], self.binding),
         ]
+        tracked = {}
+        for split in ("train", "novel_view", "self_reenact"):  # the subject's own timesteps (official: train + test)
+            if split in self.subject.split_names:
+                for t in self.subject.timesteps(split):
+                    if not self.track.has(t):
+                        tracked.setdefault(t, self.subject.driving(t))
         npz = out_dir / "flame_param.npz"
-        np.savez(npz, **self.track.export_arrays())
-        paths.append(npz)
+        np.savez_compressed(npz, **self.track.export_arrays(tracked))
+        rows = out_dir / "flame_param_rows.json"
+        rows.write_text(json.dumps({"finetuned": [int(t) for t in self.track.timesteps.tolist()],
+                                    "tracked": sorted(tracked)}, indent=1) + "\n")
+        paths += [npz, rows]
         return paths

@@ -17,6 +17,8 @@ from avatarbench.errors import DataError
 FLAME_DYNAMIC = {"rotation": 3, "neck_pose": 3, "jaw_pose": 3, "eyes_pose": 6, "translation": 3}
 #: the fine-tuning learning-rate groups (official names: pose, trans, expr)
 FLAME_POSE_KEYS = ("rotation", "neck_pose", "jaw_pose", "eyes_pose")
+#: what a driver contributes to a render; the identity (shape, static offset) is always the trained one
+MOTION_KEYS = ("expr", *FLAME_DYNAMIC)
 
 SH_C0 = 0.28209479177387814
 
@@ -113,6 +115,10 @@ class FlameTrack(nn.Module):
     def row(self, timestep: int) -> int:
         return self._row[int(timestep)]
 
+    def identity(self) -> dict[str, torch.Tensor]:
+        """The trained identity: ``shape`` (1, n_shape) and ``static_offset`` (1, V, 3)."""
+        return {"shape": self.shape, "static_offset": self.static_offset}
+
     def driving(self, timestep: int, original: bool = False) -> dict[str, torch.Tensor]:
         """Driving tensors with batch dim 1 for a training timestep (differentiable)."""
         i = self.row(timestep)
@@ -122,21 +128,34 @@ class FlameTrack(nn.Module):
             out[key] = src[i:i + 1]
         return out
 
-    def export_arrays(self) -> dict[str, np.ndarray]:
-        """The fine-tuned parameters as numpy arrays in the official ``flame_param.npz`` layout:
-        dense rows 0..max(timestep) (rows of timesteps that were not trained are zero), plus
-        ``timesteps_finetuned`` (T,) listing the trained rows."""
+    def export_arrays(self, tracked: dict[int, dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+        """The parameters in the official ``flame_param.npz`` layout (``FlameGaussianModel.flame_param``),
+        every array float32, one row per timestep 0..T-1:
+
+        ``shape`` (n_shape,), ``static_offset`` (1, V, 3), ``expr`` (T, n_expr), ``rotation``,
+        ``neck_pose``, ``jaw_pose``, ``translation`` (T, 3), ``eyes_pose`` (T, 6) and
+        ``dynamic_offset`` (T, V, 3) (zeros: the official code never fills or uses it).
+
+        Rows of training timesteps hold the fine-tuned values; rows of the other timesteps in
+        ``tracked`` (timestep -> driving dict, e.g. the held-out sequence) their tracked values, as
+        the official model keeps them; any other row is zero (the official initial value).
+        T = 1 + the largest timestep of either.
+        """
         ts = self.timesteps.cpu().numpy()
-        n = int(ts.max()) + 1
-        out: dict[str, np.ndarray] = {}
+        tracked = {int(t): d for t, d in (tracked or {}).items() if not self.has(int(t))}
+        n = int(max([int(ts.max())] + list(tracked))) + 1
+        nv = int(self.static_offset.shape[1])
+        out: dict[str, np.ndarray] = {"shape": self.shape[0].detach().cpu().numpy().astype(np.float32)}
         for key, p in self.params.items():
-            dense = np.zeros((n, p.shape[1]), np.float32)
+            w = int(p.shape[1])
+            dense = np.zeros((n, w), np.float32)
+            for t, d in tracked.items():
+                if key in d:
+                    dense[t] = _fit_rows(d[key], w)
             dense[ts] = p.detach().cpu().numpy()
             out[key] = dense
-        out["shape"] = self.shape[0].cpu().numpy()
-        out["static_offset"] = self.static_offset.cpu().numpy()
-        out["dynamic_offset"] = np.zeros((1, self.static_offset.shape[1], 3), np.float32)
-        out["timesteps_finetuned"] = ts.astype(np.int64)
+        out["static_offset"] = self.static_offset.detach().cpu().numpy().astype(np.float32)
+        out["dynamic_offset"] = np.zeros((n, nv, 3), np.float32)
         return out
 
 

@@ -67,6 +67,21 @@ class Schedule:
             reset_interval=scaled(d.opacity_reset_interval, s),
         )
 
+    def densify_iterations(self) -> list[int]:
+        """1-based iterations that run densification (``from < it < until``, ``it % interval == 0``,
+        ``it <= iterations``); each one replaces the Gaussian tensors, so Adam skips that update."""
+        stop = min(self.densify_until, self.iterations + 1)
+        return [it for it in range(self.densify_from + 1, stop) if it % max(1, self.densify_interval) == 0]
+
+    def reset_iterations(self, extra_at_start: bool = True) -> list[int]:
+        """1-based iterations of the opacity resets (``it % reset_interval == 0`` while
+        ``it < densify_until``, plus ``it == densify_from`` for a white background)."""
+        stop = min(self.densify_until, self.iterations + 1)
+        its = {it for it in range(self.reset_interval, stop, self.reset_interval)} if self.reset_interval > 0 else set()
+        if extra_at_start and 0 < self.densify_from < stop:
+            its.add(self.densify_from)
+        return sorted(its)
+
     def active_sh_degree(self, iteration: int, max_degree: int) -> int:
         """SH degree in use at 1-based ``iteration`` (the degree is raised before rendering)."""
         return min(max_degree, iteration // self.sh_interval)

@@ -235,10 +235,12 @@ class BindingStrategy:
         """Accumulate statistics; densify/prune and reset opacity on schedule.
 
         Returns counts of what happened this step (``cloned``, ``split``, ``pruned``, ``guarded``,
-        ``reset``), all zero on ordinary steps.
+        ``reset``, and the Gaussians each prune rule flagged before the guard: ``prune_opacity``,
+        ``prune_world_size``, ``prune_screen_size``), all zero on ordinary steps.
         """
         it = self._iteration(step)
-        report = {"cloned": 0, "split": 0, "pruned": 0, "guarded": 0, "reset": 0}
+        report = {"cloned": 0, "split": 0, "pruned": 0, "guarded": 0, "reset": 0,
+                  "prune_opacity": 0, "prune_world_size": 0, "prune_screen_size": 0}
         if it >= self.refine_stop_iter:
             return report
         self._update_state(params, state, info, packed)
@@ -319,10 +321,12 @@ class BindingStrategy:
             state["radii"].zero_()
         opac = torch.sigmoid(params["opacities"].detach()).reshape(-1)
         prune = opac < self.prune_opa
+        flagged = {"prune_opacity": int(prune.sum()), "prune_world_size": 0, "prune_screen_size": 0}
         if it > self.reset_every:
             gmax = self.global_scales(params, state, face_scaling).max(dim=-1).values
             big_ws = gmax > self.prune_scale3d * scene_scale
             big_vs = state["radii"] > self.prune_scale2d_px
+            flagged.update(prune_world_size=int(big_ws.sum()), prune_screen_size=int(big_vs.sum()))
             prune = prune | big_vs | big_ws
         n_flagged = int(prune.sum())
         n_pruned = self.remove(params, optimizers, state, prune)
@@ -331,7 +335,7 @@ class BindingStrategy:
         if self.verbose:
             print(f"[densify it={it}] clone {n_clone} split {n_split} prune {n_pruned} "
                   f"(guarded {n_flagged - n_pruned}) -> {params['means'].shape[0]} Gaussians")
-        return {"cloned": n_clone, "split": n_split, "pruned": n_pruned, "guarded": n_flagged - n_pruned}
+        return {"cloned": n_clone, "split": n_split, "pruned": n_pruned, "guarded": n_flagged - n_pruned, **flagged}
 
     # ------------------------------------------------------------------ operations
     @torch.no_grad()

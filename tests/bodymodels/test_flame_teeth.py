@@ -20,9 +20,10 @@ from avatarbench.bodymodels.flame_teeth import (
 torch.set_num_threads(1)
 
 
-def _toy_lips():
-    """15 upper ring vertices at y=+0.01 and 15 lower at y=-0.01, on the plane z=0.1 -> g = 0.02."""
-    xs = np.linspace(-0.02, 0.02, 15)
+def _toy_lips(reverse: bool = False):
+    """15 upper ring vertices at y=+0.01 and 15 lower at y=-0.01, on the plane z=0.1 -> g = 0.02;
+    columns run along +x, or along -x (as FLAME's rings) with ``reverse``."""
+    xs = np.linspace(-0.02, 0.02, 15)[::-1 if reverse else 1]
     up = np.stack([xs, np.full(15, 0.01), np.full(15, 0.1)], 1)
     lo = np.stack([xs, np.full(15, -0.01), np.full(15, 0.1)], 1)
     v = np.concatenate([up, lo, [[0.0, 0.0, 0.0]]])
@@ -50,26 +51,67 @@ def test_teeth_vertices_by_hand():
         np.testing.assert_allclose(t[k, :, 2], z, atol=1e-12, err_msg=name)
 
 
-def test_teeth_faces_count_orientation_and_manifold():
-    v, ru, rl, _ = _toy_lips()
+# A few triangles of the official list (GaussianAvatars flame_model/flame.py, FlameHead.add_teeth),
+# local teeth ids, with their index in the 168 teeth faces: each strip's first quad, the quads on
+# both sides of the middle column (where the diagonal flips) and its last quad.
+OFFICIAL_TEETH_TRIANGLES = {
+    0: (0, 31, 30), 1: (0, 1, 31), 12: (6, 37, 36), 13: (6, 7, 37), 14: (7, 8, 37), 15: (8, 38, 37),
+    27: (14, 44, 43),                                                   # upper front
+    28: (60, 75, 76), 29: (60, 76, 61), 41: (66, 82, 67), 42: (67, 82, 68), 43: (68, 82, 83),
+    55: (74, 88, 89),                                                   # upper back
+    56: (75, 30, 76), 57: (76, 30, 31), 69: (82, 36, 37), 70: (82, 37, 38), 71: (82, 38, 83),
+    83: (88, 44, 89),                                                   # upper biting surface
+    84: (45, 46, 15), 85: (46, 16, 15), 97: (52, 22, 21), 98: (52, 23, 22), 99: (52, 53, 23),
+    111: (58, 59, 29),                                                  # lower front
+    112: (90, 106, 105), 113: (90, 91, 106), 125: (96, 97, 112), 126: (97, 98, 112),
+    127: (98, 113, 112), 139: (104, 119, 118),                          # lower back
+    140: (105, 106, 45), 141: (106, 46, 45), 153: (112, 52, 51), 154: (112, 53, 52),
+    155: (112, 113, 53), 167: (118, 119, 59),                           # lower biting surface
+}
+
+
+def test_teeth_faces_are_the_official_triangles():
+    f, is_upper = teeth_faces()
+    assert f.shape == (TEETH_NUM_FACES, 3) and f.dtype == np.int64 and is_upper.sum() == 84
+    assert bool(is_upper[:84].all()) and not bool(is_upper[84:].any())
+    for i, tri in OFFICIAL_TEETH_TRIANGLES.items():
+        assert tuple(f[i]) == tri, (i, tuple(f[i]), tri)
+    # every quad of every strip is covered once: 6 strips x 14 quads x 2 triangles, no repeats
+    assert len({tuple(sorted(t)) for t in f}) == TEETH_NUM_FACES
+    assert np.isin(f[is_upper] // 15, [k for k, r in enumerate(ROWS) if r.startswith("upper")]).all()
+
+
+def test_official_teeth_normals_face_outwards_on_the_flame_lip_order():
+    """With the lip rings ordered as in FLAME (column 0 on the subject's left, +x: vertex 1713 is
+    at x = +0.024 m and 2830 at -0.024 m in the template), the official triangles face out of the
+    teeth: front plates +z, back plates -z, the upper biting surface down, the lower one up."""
+    v, ru, rl, _ = _toy_lips(reverse=True)
     t = teeth_vertices(v, ru, rl)
-    f, is_upper = teeth_faces(t)
-    assert f.shape == (TEETH_NUM_FACES, 3) and is_upper.sum() == 84
-    assert f.min() == 0 and f.max() == TEETH_NUM_VERTS - 1
-    upper_rows = [k for k, r in enumerate(ROWS) if r.startswith("upper")]
-    assert np.isin(f[is_upper] // 15, upper_rows).all()
-    assert not np.isin(f[~is_upper] // 15, upper_rows).any()
+    f, _ = teeth_faces()
     n = np.cross(t[f[:, 1]] - t[f[:, 0]], t[f[:, 2]] - t[f[:, 0]])
-    assert (np.linalg.norm(n, axis=1) > 0).all()
-    # strips: front plates face +z, back plates -z, biting edges face each other
-    for jaw, sel in (("upper", is_upper), ("lower", ~is_upper)):
-        nz = n[sel]
-        assert (nz[:28, 2] > 0).all() and (nz[28:56, 2] < 0).all(), jaw
-        assert ((nz[56:, 1] < 0) if jaw == "upper" else (nz[56:, 1] > 0)).all(), jaw
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    want = [(0, 0, 1), (0, 0, -1), (0, -1, 0), (0, 0, 1), (0, 0, -1), (0, 1, 0)]  # per strip of 28
+    for s, w in enumerate(want):
+        np.testing.assert_allclose(n[28 * s:28 * (s + 1)], np.tile(w, (28, 1)), atol=1e-12, err_msg=str(s))
     edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
     assert np.unique(edges, axis=0, return_counts=True)[1].max() <= 2
-    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    assert len(np.unique(directed, axis=0)) == len(directed)  # consistently oriented
+
+
+def test_stand_in_teeth_face_outwards_too(tmp_path):
+    """The procedural stand-in lists its outer lip rings in FLAME's direction (+x to -x), so the
+    official triangles face out of its teeth as well (the synthetic ground truth shades them)."""
+    from avatarbench.bodymodels.flame import load_flame
+    from avatarbench.bodymodels.flame_synthetic import write_synthetic_flame
+
+    m = load_flame(write_synthetic_flame(tmp_path)).double()
+    ring = m.v_template[torch.as_tensor(m.masks["lip_outside_ring_upper"])]
+    assert bool((ring[1:, 0] < ring[:-1, 0]).all())  # +x to -x
+    t = m.v_template[m.num_base_verts:].numpy()
+    f, _ = teeth_faces()
+    n = np.cross(t[f[:, 1]] - t[f[:, 0]], t[f[:, 2]] - t[f[:, 0]])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    for s, (axis, sign) in enumerate([(2, 1), (2, -1), (1, -1), (2, 1), (2, -1), (1, 1)]):
+        assert (sign * n[28 * s:28 * (s + 1), axis] > 0.8).all(), s
 
 
 def test_add_teeth_blendshapes_and_skinning():

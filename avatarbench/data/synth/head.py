@@ -46,7 +46,7 @@ from avatarbench.data.synth.motion import (
     relocate,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: official teeth triangles, stand-in lip rings in FLAME's direction
 FLAME_STANDIN_SEED = 0
 BODY_MODEL_DIR = "body_model"
 COMPLETE_FILE = "COMPLETE.json"
