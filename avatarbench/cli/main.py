@@ -249,6 +249,9 @@ def bench_methods(names, preset, train_steps, threads, out):
 
 
 def main(argv=None):
+    from avatarbench.cli.output import setup_warnings
+
+    setup_warnings()  # each warning once, in one short line
     try:
         cli.main(args=argv, prog_name="avatarbench", standalone_mode=False)
     except AvatarbenchError as e:
