@@ -118,8 +118,11 @@ def eval_cmd(run_dir, split):
     """Re-score a run's saved renders offline (must match the in-run metrics)."""
     from avatarbench.engine.offline_eval import offline_eval
 
-    res = offline_eval(Path(run_dir), split)
+    from avatarbench.engine.offline_eval import format_eval
+
+    res = offline_eval(Path(run_dir), split, progress=True)
     click.echo(json.dumps(res, indent=2))
+    click.echo(format_eval(res))
 
 
 @cli.command()
@@ -189,13 +192,19 @@ def plot(root, out, grid_split, n_frames):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
-def check(run_dir, split):
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True,
+              help="The evaluated split to check.")
+@click.option("--json", "as_json", is_flag=True, help="Also print every detail as JSON.")
+def check(run_dir, split, as_json):
     """Reproducibility checks: checkpoint re-save bytes, re-render PNGs, offline re-scoring."""
     from avatarbench.engine.reproduce import check_reproducibility
 
-    res = check_reproducibility(Path(run_dir), split)
-    click.echo(json.dumps(res, indent=2))
+    from avatarbench.engine.reproduce import format_check
+
+    res = check_reproducibility(Path(run_dir), split, progress=True, echo=click.echo)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+    click.echo(format_check(res))
     ok = res["checkpoint_resave_identical"] and res["rerender_identical"] and res["offline_eval_within_1e-6"]
     if not ok:
         raise SystemExit(1)

@@ -25,6 +25,15 @@ from avatarbench.data.subject import Frame, Subject
 from avatarbench.engine.method import AvatarMethod
 
 
+def progress_bar(items, desc: str, enabled: bool = True, **kw):
+    """``items`` wrapped in a tqdm bar (stderr; left on screen) when ``enabled``, else ``items``."""
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, dynamic_ncols=True, mininterval=1.0, **kw)
+
+
 def _png_path(out_dir: Path, frame: Frame) -> Path:
     return out_dir / "renders" / f"cam_{frame.camera.id:02d}" / (frame.key.replace("/", "__") + ".png")
 
@@ -81,7 +90,8 @@ def write_videos(frames: list[Frame], out_dir: Path, fps: int = 25) -> list[Path
     return paths
 
 
-def score_frames(frames: list[Frame], renders: dict[str, torch.Tensor], protocol_cfg, out_dir: Path) -> pd.DataFrame:
+def score_frames(frames: list[Frame], renders: dict[str, torch.Tensor], protocol_cfg, out_dir: Path, *,
+                 progress: bool = False) -> pd.DataFrame:
     """Per-image metrics of saved renders against ground truth (reads renders back from PNG when
     ``renders`` is empty, which is what ``avatarbench eval`` does)."""
     from avatarbench.data.images import read_image_array
@@ -89,9 +99,7 @@ def score_frames(frames: list[Frame], renders: dict[str, torch.Tensor], protocol
 
     protocol = EvalProtocol.from_config(protocol_cfg)
     rows = []
-    for f in frames:
-        if not f.has_gt:
-            continue
+    for f in progress_bar([f for f in frames if f.has_gt], "score images", progress, unit="img"):
         pred = renders.get(f.key)
         if pred is None:
             pred = torch.from_numpy(read_image_array(_png_path(out_dir, f))[..., :3])
@@ -101,18 +109,21 @@ def score_frames(frames: list[Frame], renders: dict[str, torch.Tensor], protocol
     return pd.DataFrame(rows)
 
 
-def score_geometry(method: AvatarMethod, subject: Subject, frames: list[Frame]) -> pd.DataFrame | None:
+def score_geometry(method: AvatarMethod, subject: Subject, frames: list[Frame], *,
+                   progress: bool = False) -> pd.DataFrame | None:
     """Point-to-mesh / Chamfer distance of the avatar's geometry to the GT mesh, per timestep."""
     faces = subject.gt_mesh_faces
     if faces is None:
         return None
     from avatarbench.metrics.geometry import geometry_metrics
 
-    rows, seen = [], set()
+    rows, seen, todo = [], set(), []
     for f in frames:
         if f.timestep in seen or f.driver is not None:
             continue
         seen.add(f.timestep)
+        todo.append(f)
+    for f in progress_bar(todo, "score geometry", progress, unit="mesh"):
         gt = subject.gt_mesh(f.timestep)
         pts = method.geometry(f)
         if gt is None or pts is None:

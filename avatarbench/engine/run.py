@@ -182,8 +182,9 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         shutil.rmtree(tmp_dir)
     renders, times = render_frames(method, frames, tmp_dir, progress=bool(cfg.engine.progress))
     videos = write_videos(frames, tmp_dir) if (cfg.output.save_videos and cfg.run.split != "novel_view") else []
-    per_image = score_frames(frames, renders, cfg.protocol, tmp_dir) if cfg.protocol.has_gt else None
-    geometry = score_geometry(method, subject, frames) if cfg.protocol.has_gt else None
+    show = bool(cfg.engine.progress)
+    per_image = score_frames(frames, renders, cfg.protocol, tmp_dir, progress=show) if cfg.protocol.has_gt else None
+    geometry = score_geometry(method, subject, frames, progress=show) if cfg.protocol.has_gt else None
     results = {
         "method": req.method, "variant": req.ablation or "full", "preset": req.preset, "subject": subject.name,
         "split": cfg.run.split, "kind": subject.kind, "dataset": subject.meta.get("dataset", "unknown"),
@@ -235,8 +236,10 @@ def format_summary(outcome: RunOutcome) -> str:
             status = r.get("lpips_status", {})
             reason = next((status.get(n, {}).get("reason") for n in unavailable if isinstance(status.get(n), dict)),
                           None) or "backbone weights absent"
-            parts.append(f"LPIPS ({'/'.join(unavailable)}) unavailable: {reason.split('. ')[0]} "
-                         "(see README: LPIPS backbones)")
+            import re
+
+            reason = re.sub(r"(?:/[^/\s]+)+/([^/\s]+)", r"\1", reason.split(". ")[0])  # paths -> file names
+            parts.append(f"LPIPS ({'/'.join(unavailable)}) n/a: {reason} (README: LPIPS backbones)")
         lines.append("  " + ", ".join(parts))
     else:
         lines.append("  no ground truth for this split: renders and videos only")

@@ -123,3 +123,30 @@ def test_summary_says_where_renders_and_videos_are_and_how_long_training_took(tm
     res["geometry"]["p2m_mean_mm"] = 0.8
     assert "p2m 0.000" not in format_summary(RunOutcome(tmp_path, eval_dir, res, False))
     assert [format_seconds(s) for s in (4.25, 60, 7325)] == ["4.2 s", "1 min 00 s", "2 h 02 min"]
+
+
+def test_check_and_eval_end_with_one_human_line():
+    from avatarbench.engine.offline_eval import format_eval
+    from avatarbench.engine.reproduce import format_check
+
+    ok = {"checkpoint_resave_identical": True, "rerender_identical": True, "rerender_mismatched_frames": [],
+          "offline_eval_max_abs_diff": {"psnr": 0.0, "ssim": 3e-8, "lpips_vgg": None}, "offline_eval_within_1e-6": True}
+    assert format_check(ok) == ("all checks passed: checkpoint re-save PASS, re-render PASS, offline re-score PASS "
+                                "(largest difference 3.0e-08 in ssim)")
+    bad = dict(ok, rerender_identical=False, rerender_mismatched_frames=["a", "b"])
+    assert format_check(bad).startswith("CHECK FAILED: checkpoint re-save PASS, re-render FAIL (2+ frames differ)")
+    res = {"split": "self_reenact", "num_frames": 6, "metrics": {"psnr": 16.914, "ssim": 0.61181},
+           "max_abs_diff_vs_in_run": {"psnr": 2e-6, "ssim": 0.0}}
+    assert format_eval(res) == ("eval self_reenact: 6 images, PSNR 16.91 dB, SSIM 0.6118; vs in-run metrics: FAIL "
+                                "(largest difference 2.0e-06 in psnr, tolerance 1e-06)")
+    assert format_eval({"split": "x", "num_frames": 0, "metrics": {}}).endswith("no in-run metrics to compare with")
+
+
+def test_sweep_shows_the_newest_progress_line_of_a_job_log(tmp_path):
+    from avatarbench.engine.sweep import last_progress_line
+
+    log = tmp_path / "job.err"
+    assert last_progress_line(log) == ""  # not started yet
+    log.write_text("loading\ntrain flame_gaussians:  10%|█         | 2/20 [00:01<00:09,  2.0it/s]"
+                   "\rtrain flame_gaussians:  40%|████      | 8/20 [00:06<00:10,  1.19it/s]\r")
+    assert last_progress_line(log) == "train flame_gaussians: 40% 8/20 [00:06<00:10, 1.19it/s]"
