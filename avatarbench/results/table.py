@@ -120,13 +120,16 @@ def results_frame(root: Path) -> pd.DataFrame:
             model = _model_identity(identity)
             seed = (identity.get("engine") or {}).get("seed", 0)
             ref = _preset_identity(r["method"], str(preset), ablation, r["split"])
-            if ref is None:
-                config = f"{preset}#{_sha(model)[:6]}"
+            if ref is None:  # nothing to compare with: the whole protocol identifies the row
+                proto = {k: v for k, v in protocol.items() if k not in ("protocol.split", "protocol.name")}
+                group = _sha([model, proto])
+                config = f"{preset}#{group[:6]}"
             else:
-                diffs = _overrides(model, ref[0]) + _overrides(protocol, ref[1])
+                # each split has its own protocol by design: a row is the model + protocol overrides
+                proto_diffs = _overrides(protocol, ref[1])
+                diffs = _overrides(model, ref[0]) + proto_diffs
                 config = f"{preset}+set({', '.join(diffs)})" if diffs else str(preset)
-            group = _sha([model, {k: v for k, v in protocol.items() if k != "protocol.split"
-                                  and k != "protocol.name"}])
+                group = _sha([model, proto_diffs])
         else:  # a record without its run.json: its own config hash, never merged with others
             seed = None
             group = str(r.get("config_sha") or r["_path"])

@@ -41,6 +41,8 @@ def store(tmp_path_factory):
         # the README's example: a quick run with fewer iterations into its own folder
         "try1": go("flame_gaussians", "novel_view", ["method.train.iterations=4000"], root / "try1"),
         "maxf": go("flame_gaussians", "novel_view", ["protocol.max_frames=2"], root / "maxf"),
+        # the same override on another split (whose protocol differs by design) joins the same row
+        "maxf_sr": go("flame_gaussians", "self_reenact", ["protocol.max_frames=2"], root / "maxf"),
         "ga": go("gaussian_avatars", "novel_view"),
     }
     yield root, runs
@@ -67,6 +69,7 @@ def test_runs_with_different_training_configs_stay_apart(store):
     # a protocol override is a configuration of its own too
     maxf = _row(num, "flame_gaussians (smoke+set(protocol.max_frames=2))")
     assert maxf["novel_view PSNR↑"] == pytest.approx(psnr("maxf"), abs=1e-12)
+    assert maxf["self_reenact PSNR↑"] == pytest.approx(psnr("maxf_sr"), abs=1e-12)
     assert len([i for i in num.index if i.startswith("flame_gaussians")]) == 3
     # the config hash recorded by each run folder separates them: same group <=> same model identity
     df = results_frame(root)
