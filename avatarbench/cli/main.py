@@ -212,7 +212,7 @@ def check(run_dir, split, as_json):
 
 @cli.group()
 def bench():
-    """Performance benchmarks (results/bench/<device>.json)."""
+    """Performance benchmarks (reports in runs/bench/<device>.json; --out results/bench/... to commit)."""
 
 
 @bench.command("render")
@@ -221,7 +221,8 @@ def bench():
 @click.option("--backend", default="auto", show_default=True)
 @click.option("--repeats", default=3, show_default=True)
 @click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
-@click.option("--out", default=None, type=click.Path())
+@click.option("--out", default=None, type=click.Path(),
+              help="Report JSON (default: runs/bench/<device>.json; to commit one: --out results/bench/<device>.json).")
 def bench_render(counts, resolutions, backend, repeats, threads, out):
     """Renderer microbenchmark: forward+backward time over Gaussian count x resolution."""
     import torch
@@ -240,20 +241,18 @@ def bench_render(counts, resolutions, backend, repeats, threads, out):
 @click.option("--methods", "names", default=None, help="Comma list (default: every registered method).")
 @click.option("--preset", default=None, help="Default: paper on GPU, smoke on CPU.")
 @click.option("--train-steps", default=20, show_default=True)
-@click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
-@click.option("--out", default=None, type=click.Path())
+@click.option("--threads", default=0, show_default=True,
+              help="torch CPU threads (0 = the preset's engine.num_threads, as `run` uses; smoke: 1).")
+@click.option("--out", default=None, type=click.Path(),
+              help="Report JSON (default: runs/bench/<device>.json; to commit one: --out results/bench/<device>.json).")
 def bench_methods(names, preset, train_steps, threads, out):
-    """Per-method training it/s, render FPS at paper size, peak memory, Gaussian count."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    """Per-method training it/s, render FPS at paper size, peak memory (one process per method), Gaussians."""
     from avatarbench.engine.registry import list_methods
     from avatarbench.results.bench import run_method_bench
 
     chosen = names.split(",") if names else sorted(list_methods())
-    path = run_method_bench(chosen, preset=preset, train_steps=train_steps, out=Path(out) if out else None,
-                            echo=click.echo)
+    path = run_method_bench(chosen, preset=preset, train_steps=train_steps, threads=threads,
+                            out=Path(out) if out else None, echo=click.echo)
     click.echo(f"saved {path}")
 
 

@@ -150,3 +150,21 @@ def test_sweep_shows_the_newest_progress_line_of_a_job_log(tmp_path):
     log.write_text("loading\ntrain flame_gaussians:  10%|█         | 2/20 [00:01<00:09,  2.0it/s]"
                    "\rtrain flame_gaussians:  40%|████      | 8/20 [00:06<00:10,  1.19it/s]\r")
     assert last_progress_line(log) == "train flame_gaussians: 40% 8/20 [00:06<00:10, 1.19it/s]"
+
+
+def test_bench_render_writes_under_the_run_store_and_prints_each_row(tmp_path, monkeypatch):
+    import torch
+
+    from avatarbench.results.bench import bench_dir, run_render_bench
+
+    monkeypatch.chdir(tmp_path)
+    committed = sorted(p.stat().st_mtime_ns for p in bench_dir().glob("*")) if bench_dir().exists() else []
+    lines = []
+    threads = torch.get_num_threads()
+    path = run_render_bench([40, 80], [16], backend="torch", repeats=1, echo=lines.append)
+    assert path == __import__("pathlib").Path("runs") / "bench" / f"cpu-{__import__('platform').machine()}-{threads}threads.json"
+    assert (tmp_path / path).exists() and (tmp_path / path).with_name(path.stem + "_render.png").exists()
+    assert len(lines) == 2 + 2 and lines[1].split()[0] == "N"  # intro, header, one line per configuration
+    assert [int(line.split()[0]) for line in lines[2:]] == [40, 80]
+    after = sorted(p.stat().st_mtime_ns for p in bench_dir().glob("*")) if bench_dir().exists() else []
+    assert after == committed  # the committed reports are not touched
