@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -16,8 +17,17 @@ if "AVATARBENCH_LPIPS_WEIGHTS_DIR" not in os.environ:
 
     os.environ["AVATARBENCH_LPIPS_WEIGHTS_DIR"] = str(cache_dir() / "lpips")
 # Synthetic subjects and stand-in models are generated once per test session into a private
-# cache (unless the caller points AVATARBENCH_HOME somewhere, e.g. CI's persistent cache).
-os.environ.setdefault("AVATARBENCH_HOME", tempfile.mkdtemp(prefix="avatarbench-test-home-"))
+# cache (unless the caller points AVATARBENCH_HOME somewhere, e.g. CI's persistent cache); a
+# cache this session created is deleted when it ends.
+_CREATED_HOME = None
+if not os.environ.get("AVATARBENCH_HOME"):
+    _CREATED_HOME = tempfile.mkdtemp(prefix="avatarbench-test-home-")
+    os.environ["AVATARBENCH_HOME"] = _CREATED_HOME
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _CREATED_HOME and os.environ.get("AVATARBENCH_HOME") == _CREATED_HOME:
+        shutil.rmtree(_CREATED_HOME, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

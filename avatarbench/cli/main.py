@@ -19,6 +19,21 @@ from avatarbench.errors import AvatarbenchError
 SPLIT_CHOICE = click.Choice(["novel_view", "self_reenact", "cross_reenact"])
 
 
+def _preset_help() -> str:
+    """Help text naming every preset: the shared ones and each method's own (read from configs)."""
+    try:
+        from avatarbench.engine.registry import list_methods
+        from avatarbench.paths import configs_dir
+
+        shared = sorted(p.stem for p in (configs_dir() / "presets").glob("*.yaml"))
+        own = {n: [p for p in s.presets if p not in shared] for n, s in sorted(list_methods().items())}
+        extra = "; ".join(f"{n}: {', '.join(ps)}" for n, ps in own.items() if ps)
+    except Exception:  # help must render even with a broken config tree
+        return "smoke (CPU-sized) | paper | a method preset."
+    return f"{' | '.join(shared)} (smoke: CPU-sized, paper: official schedules)" + \
+        (f"; method presets: {extra}" if extra else "") + "."
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="avatarbench")
 def cli():
@@ -27,12 +42,14 @@ def cli():
 
 @cli.command()
 @click.option("--method", "-m", required=True, help="Method name (see `avatarbench methods`).")
-@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True,
+              help="The split to render and score (docs/protocols.md).")
 @click.option("--subject", default=None, help="Subject name (synthetic: synth_head, synth_body, ...).")
 @click.option("--data", "data_path", default=None, type=click.Path(), help="Dataset folder of a real subject.")
-@click.option("--preset", "-p", default="smoke", show_default=True, help="smoke | paper | a method preset.")
+@click.option("--preset", "-p", default="smoke", show_default=True, help=_preset_help())
 @click.option("--ablation", "-a", default=None, help="An ablation variant of the method.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key (repeatable); `avatarbench config -m M` lists the keys.")
 @click.option("--output", "-o", default=None, type=click.Path(), help="Run folder (default: runs/<subject>/<method>/<preset>).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(method, split, subject, data_path, preset, ablation, sets, output, quiet):
@@ -73,6 +90,26 @@ def methods():
             click.echo(f"{'':30s} ablations: {', '.join(spec.ablations)}")
 
 
+@cli.command("config")
+@click.option("--method", "-m", required=True, help="Method name (see `avatarbench methods`).")
+@click.option("--preset", "-p", default="smoke", show_default=True, help=_preset_help())
+@click.option("--ablation", "-a", default=None, help="An ablation variant of the method.")
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True,
+              help="The split whose evaluation protocol is included.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+def config_cmd(method, preset, ablation, split, sets):
+    """Print the resolved run config (YAML): every key `--set` accepts, with its value."""
+    from omegaconf import OmegaConf
+
+    from avatarbench.engine.config import RunRequest, resolve_config
+
+    cfg = resolve_config(RunRequest(method=method, split=split, preset=preset, ablation=ablation, sets=tuple(sets)))
+    click.echo(f"# avatarbench run -m {method} -p {preset}" + (f" -a {ablation}" if ablation else "") +
+               f" -s {split}" + "".join(f" --set {x}" for x in sets))
+    click.echo("# any key below can be overridden with --set KEY=VALUE, e.g. --set method.train.iterations=100")
+    click.echo(OmegaConf.to_yaml(cfg).rstrip())
+
+
 @cli.group()
 def data():
     """Inspect datasets and generate synthetic subjects."""
@@ -96,9 +133,11 @@ def data_inspect(path, as_json):
 
 
 @data.command("synth")
-@click.option("--kind", type=click.Choice(["head", "body"]), default="head", show_default=True)
-@click.option("--preset", default="smoke", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--kind", type=click.Choice(["head", "body"]), default="head", show_default=True,
+              help="Head subjects (VHAP format) or body subjects (AvatarReX layout).")
+@click.option("--preset", default="smoke", show_default=True,
+              help="Dataset size: heads smoke | full | tiny, bodies smoke | standard.")
+@click.option("--seed", default=0, show_default=True, help="Dataset seed (0 = the shipped subjects).")
 def data_synth(kind, preset, seed):
     """Generate (or find in the cache) the synthetic subjects and print their folders."""
     if kind == "head":
@@ -113,30 +152,36 @@ def data_synth(kind, preset, seed):
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True,
+              help="The evaluated split to re-score.")
 def eval_cmd(run_dir, split):
     """Re-score a run's saved renders offline (must match the in-run metrics)."""
     from avatarbench.engine.offline_eval import offline_eval
 
-    res = offline_eval(Path(run_dir), split)
+    from avatarbench.engine.offline_eval import format_eval
+
+    res = offline_eval(Path(run_dir), split, progress=True)
     click.echo(json.dumps(res, indent=2))
+    click.echo(format_eval(res))
 
 
 @cli.command()
-@click.option("--method", "-m", required=True)
+@click.option("--method", "-m", required=True, help="Method name (see `avatarbench methods`).")
 @click.option("--ablations", "-a", default=None, help="'all' or a comma list of variants (full is always included).")
-@click.option("--splits", default="novel_view,self_reenact", show_default=True)
+@click.option("--splits", default="novel_view,self_reenact", show_default=True, help="Comma list of splits.")
 @click.option("--subjects", default=None, help="Comma list (default: the method kind's synthetic subject).")
-@click.option("--preset", "-p", default="smoke", show_default=True)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--executor", type=click.Choice(["local", "slurm", "inline"]), default="local", show_default=True)
+@click.option("--preset", "-p", default="smoke", show_default=True, help=_preset_help())
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Config override for every job (repeatable); `avatarbench config -m M` lists the keys.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "inline"]), default="local", show_default=True,
+              help="local: subprocesses here; slurm: one cluster job each; inline: in this process, one by one.")
 @click.option("--parallel", default=1, show_default=True, help="Local jobs at a time.")
-@click.option("--root", default="runs", show_default=True, type=click.Path())
+@click.option("--root", default="runs", show_default=True, type=click.Path(), help="Results store the jobs write into.")
 @click.option("--name", default=None, help="Sweep name (manifest runs/sweeps/<name>.json).")
 @click.option("--retry-failed", "retry", default=None, type=click.Path(exists=True),
               help="Re-run only the failed jobs of this manifest.")
-@click.option("--slurm-partition", default=None)
-@click.option("--slurm-gpus", default=1, show_default=True)
+@click.option("--slurm-partition", default=None, help="Slurm partition (default: the cluster's default).")
+@click.option("--slurm-gpus", default=1, show_default=True, help="GPUs per Slurm job.")
 def sweep(method, ablations, splits, subjects, preset, sets, executor, parallel, root, name, retry,
           slurm_partition, slurm_gpus):
     """Run one job per (method, subject, split, variant), locally or on Slurm via submitit."""
@@ -168,8 +213,8 @@ def sweep(method, ablations, splits, subjects, preset, sets, executor, parallel,
 
 
 @cli.command()
-@click.option("--root", default="runs", show_default=True, type=click.Path())
-@click.option("--out", default=None, type=click.Path(), help="Default: <root>/figures")
+@click.option("--root", default="runs", show_default=True, type=click.Path(), help="Results store to plot.")
+@click.option("--out", default=None, type=click.Path(), help="Figure folder (default: <root>/figures).")
 @click.option("--grid", "grid_split", default=None, type=SPLIT_CHOICE,
               help="Also draw a qualitative grid (GT | method ...) for this split.")
 @click.option("--frames", "n_frames", default=3, show_default=True, help="Frames in the qualitative grid.")
@@ -189,13 +234,19 @@ def plot(root, out, grid_split, n_frames):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True)
-def check(run_dir, split):
+@click.option("--split", "-s", type=SPLIT_CHOICE, default="self_reenact", show_default=True,
+              help="The evaluated split to check.")
+@click.option("--json", "as_json", is_flag=True, help="Also print every detail as JSON.")
+def check(run_dir, split, as_json):
     """Reproducibility checks: checkpoint re-save bytes, re-render PNGs, offline re-scoring."""
     from avatarbench.engine.reproduce import check_reproducibility
 
-    res = check_reproducibility(Path(run_dir), split)
-    click.echo(json.dumps(res, indent=2))
+    from avatarbench.engine.reproduce import format_check
+
+    res = check_reproducibility(Path(run_dir), split, progress=True, echo=click.echo)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+    click.echo(format_check(res))
     ok = res["checkpoint_resave_identical"] and res["rerender_identical"] and res["offline_eval_within_1e-6"]
     if not ok:
         raise SystemExit(1)
@@ -203,16 +254,17 @@ def check(run_dir, split):
 
 @cli.group()
 def bench():
-    """Performance benchmarks (results/bench/<device>.json)."""
+    """Performance benchmarks (reports in runs/bench/<device>.json; --out results/bench/... to commit)."""
 
 
 @bench.command("render")
-@click.option("--counts", default="5000,20000,50000", show_default=True)
-@click.option("--resolutions", default="128,256,512", show_default=True)
-@click.option("--backend", default="auto", show_default=True)
-@click.option("--repeats", default=3, show_default=True)
+@click.option("--counts", default="5000,20000,50000", show_default=True, help="Comma list of Gaussian counts.")
+@click.option("--resolutions", default="128,256,512", show_default=True, help="Comma list of square image sizes.")
+@click.option("--backend", default="auto", show_default=True, help="auto | torch | gsplat.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats per configuration (minimum reported).")
 @click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
-@click.option("--out", default=None, type=click.Path())
+@click.option("--out", default=None, type=click.Path(),
+              help="Report JSON (default: runs/bench/<device>.json; to commit one: --out results/bench/<device>.json).")
 def bench_render(counts, resolutions, backend, repeats, threads, out):
     """Renderer microbenchmark: forward+backward time over Gaussian count x resolution."""
     import torch
@@ -230,21 +282,19 @@ def bench_render(counts, resolutions, backend, repeats, threads, out):
 @bench.command("methods")
 @click.option("--methods", "names", default=None, help="Comma list (default: every registered method).")
 @click.option("--preset", default=None, help="Default: paper on GPU, smoke on CPU.")
-@click.option("--train-steps", default=20, show_default=True)
-@click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
-@click.option("--out", default=None, type=click.Path())
+@click.option("--train-steps", default=20, show_default=True, help="Timed training steps per method.")
+@click.option("--threads", default=0, show_default=True,
+              help="torch CPU threads (0 = the preset's engine.num_threads, as `run` uses; smoke: 1).")
+@click.option("--out", default=None, type=click.Path(),
+              help="Report JSON (default: runs/bench/<device>.json; to commit one: --out results/bench/<device>.json).")
 def bench_methods(names, preset, train_steps, threads, out):
-    """Per-method training it/s, render FPS at paper size, peak memory, Gaussian count."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    """Per-method training it/s, render FPS at paper size, peak memory (one process per method), Gaussians."""
     from avatarbench.engine.registry import list_methods
     from avatarbench.results.bench import run_method_bench
 
     chosen = names.split(",") if names else sorted(list_methods())
-    path = run_method_bench(chosen, preset=preset, train_steps=train_steps, out=Path(out) if out else None,
-                            echo=click.echo)
+    path = run_method_bench(chosen, preset=preset, train_steps=train_steps, threads=threads,
+                            out=Path(out) if out else None, echo=click.echo)
     click.echo(f"saved {path}")
 
 
@@ -272,6 +322,9 @@ def setup_lpips_cmd(force, archive):
 
 
 def main(argv=None):
+    from avatarbench.cli.output import setup_warnings
+
+    setup_warnings()  # each warning once, in one short line
     try:
         cli.main(args=argv, prog_name="avatarbench", standalone_mode=False)
     except AvatarbenchError as e:

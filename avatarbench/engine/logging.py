@@ -1,7 +1,11 @@
-"""Run logs: a local CSV + JSON-lines log (always) and wandb (offline by default).
+"""Run logs: a local CSV + JSON-lines log (always) and, when installed, wandb (offline by default).
 
-wandb modes: ``offline`` (default; sync later with ``wandb sync``), ``online`` (only when asked
-via ``engine.wandb.mode=online``), ``disabled`` (tests; also honoured from ``$WANDB_MODE``).
+``train_log.csv`` / ``train_log.jsonl`` in the run folder are the logs every tool reads. wandb is
+an optional extra (``pip install -e ".[wandb]"``); when it is installed, ``engine.wandb.mode``
+chooses ``offline`` (default: files under ``<run>/wandb``, upload later with ``wandb sync``),
+``online``, or ``disabled`` (tests; also honoured from ``$WANDB_MODE``). wandb is started
+silently on the first logged row (a reused, finished model never starts it) and announced in one
+line saying where its files are.
 """
 
 from __future__ import annotations
@@ -16,23 +20,43 @@ from pathlib import Path
 class RunLogger:
     """Appends ``{"step": int, **scalars}`` rows to ``train_log.jsonl`` and ``train_log.csv``."""
 
-    def __init__(self, run_dir: Path, wandb_cfg=None, config: dict | None = None, name: str = ""):
+    def __init__(self, run_dir: Path, wandb_cfg=None, config: dict | None = None, name: str = "",
+                 echo=None):
         self.run_dir = Path(run_dir)
         self.jsonl = self.run_dir / "train_log.jsonl"
         self.csv = self.run_dir / "train_log.csv"
         self._wandb = None
         self._keys: list[str] | None = None
-        mode = os.environ.get("WANDB_MODE") or (wandb_cfg.mode if wandb_cfg is not None else "disabled")
-        if mode != "disabled":
-            try:
-                import wandb
+        self._echo = echo or (lambda *a, **k: None)
+        self._mode = os.environ.get("WANDB_MODE") or (wandb_cfg.mode if wandb_cfg is not None else "disabled")
+        self._wandb_args = None if self._mode == "disabled" else dict(
+            project=wandb_cfg.project, entity=wandb_cfg.entity, mode=self._mode, dir=str(self.run_dir), name=name,
+            config=config, resume="allow", id=_wandb_id(self.run_dir))
 
-                self._wandb = wandb.init(project=wandb_cfg.project, entity=wandb_cfg.entity, mode=mode,
-                                         dir=str(self.run_dir), name=name, config=config, resume="allow",
-                                         id=_wandb_id(self.run_dir))
-            except Exception as e:  # logging must never break a run
-                warnings.warn(f"wandb disabled for this run: {e.__class__.__name__}: {e}")
-                self._wandb = None
+    def _start_wandb(self) -> None:
+        """Start wandb once, silently, on the first logged row (never for a reused model)."""
+        args, self._wandb_args = self._wandb_args, None
+        if args is None:
+            return
+        try:
+            import wandb
+        except ImportError:
+            if args["mode"] == "online":
+                warnings.warn("engine.wandb.mode=online but wandb is not installed (pip install -e '.[wandb]'); "
+                              f"logging to {self.csv} only")
+            return
+        os.environ.setdefault("WANDB_SILENT", "true")  # no banner, no sync hints: one line below instead
+        try:
+            self._wandb = wandb.init(settings=wandb.Settings(silent=True), **args)
+        except Exception as e:  # logging must never break a run
+            warnings.warn(f"wandb disabled for this run: {e.__class__.__name__}: {str(e).splitlines()[0]}")
+            self._wandb = None
+            return
+        where = Path(getattr(self._wandb, "dir", self.run_dir)).parent
+        if args["mode"] == "offline":
+            self._echo(f"wandb (offline) logs: {where} (upload later with `wandb sync` on that folder)")
+        else:
+            self._echo(f"wandb ({args['mode']}): {getattr(self._wandb, 'url', None) or where}")
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (an interrupted run resumes from its checkpoint)."""
@@ -53,6 +77,8 @@ class RunLogger:
         else:  # new columns: rewrite the CSV once
             rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
             self._rewrite_csv(rows)
+        if self._wandb_args is not None:
+            self._start_wandb()
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=step)
 

@@ -42,8 +42,11 @@ def _bytes(obj) -> bytes:
     return buf.getvalue()
 
 
-def check_reproducibility(run_dir: Path, split: str) -> dict:
-    """Run the three checks; returns a dict of booleans and details (never raises on mismatch)."""
+def check_reproducibility(run_dir: Path, split: str, *, progress: bool = False, echo=None) -> dict:
+    """Run the three checks; returns a dict of booleans and details (never raises on mismatch).
+
+    ``progress``: bars for the re-render and re-scoring; ``echo``: called with a line per step."""
+    say = echo or (lambda *a, **k: None)
     import imageio.v3 as iio
     import numpy as np
 
@@ -52,6 +55,7 @@ def check_reproducibility(run_dir: Path, split: str) -> dict:
     from avatarbench.engine.run import split_frames
 
     run_dir = Path(run_dir)
+    say("check 1/3: loading the final checkpoint and saving it again")
     cfg, subject, method, ck, payload = _load_method(run_dir)
     resaved = dict(payload)
     resaved["method"] = method.state_dict()
@@ -63,7 +67,8 @@ def check_reproducibility(run_dir: Path, split: str) -> dict:
     cfg.run.split = split
     frames = split_frames(subject, cfg)
     tmp = run_dir / "repro_tmp"
-    render_frames(method, frames, tmp, progress=False)
+    say(f"check 2/3: re-rendering {len(frames)} frames of {split}")
+    render_frames(method, frames, tmp, progress=progress)
     mismatched = []
     for f in frames:
         a = iio.imread(_png_path(eval_dir, f))
@@ -73,12 +78,32 @@ def check_reproducibility(run_dir: Path, split: str) -> dict:
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
-    off = offline_eval(run_dir, split) if saved.get("metrics") else {"max_abs_diff_vs_in_run": {}}
+    say("check 3/3: re-scoring the saved renders offline")
+    off = offline_eval(run_dir, split, progress=progress) if saved.get("metrics") else {"max_abs_diff_vs_in_run": {}}
     diffs = {k: v for k, v in (off.get("max_abs_diff_vs_in_run") or {}).items() if v is not None}
     return {
         "checkpoint_resave_identical": checkpoint_identical,
         "rerender_identical": not mismatched,
+        "rerender_frames": len(frames),
         "rerender_mismatched_frames": mismatched[:10],
         "offline_eval_max_abs_diff": diffs,
         "offline_eval_within_1e-6": all(v <= 1e-6 for v in diffs.values()),
     }
+
+
+def format_check(res: dict) -> str:
+    """One human line: pass/fail per check and the largest offline-scoring difference."""
+    from avatarbench.engine.offline_eval import largest_difference
+
+    def verdict(ok):
+        return "PASS" if ok else "FAIL"
+
+    key, value = largest_difference(res.get("offline_eval_max_abs_diff"))
+    rerender = verdict(res["rerender_identical"])
+    if not res["rerender_identical"]:
+        rerender += f" ({len(res.get('rerender_mismatched_frames') or [])}+ frames differ)"
+    off = verdict(res["offline_eval_within_1e-6"])
+    off += f" (largest difference {value:.1e} in {key})" if key is not None else " (no metrics to compare)"
+    ok = res["checkpoint_resave_identical"] and res["rerender_identical"] and res["offline_eval_within_1e-6"]
+    return (f"{'all checks passed' if ok else 'CHECK FAILED'}: checkpoint re-save "
+            f"{verdict(res['checkpoint_resave_identical'])}, re-render {rerender}, offline re-score {off}")

@@ -160,7 +160,7 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         subject.split_names else []
     with training_lock(run_dir):  # jobs of other splits wait, then reuse the trained model
         logger = RunLogger(run_dir, cfg.engine.wandb, OmegaConf.to_container(cfg, resolve=True),
-                           name=f"{subject.name}/{req.method}")
+                           name=f"{subject.name}/{req.method}", echo=echo)
         try:
             tr = train(method, train_frames, cfg, run_dir, eval_frames=eval_frames, logger=logger,
                        stop_after=stop_after)
@@ -182,8 +182,9 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         shutil.rmtree(tmp_dir)
     renders, times = render_frames(method, frames, tmp_dir, progress=bool(cfg.engine.progress))
     videos = write_videos(frames, tmp_dir) if (cfg.output.save_videos and cfg.run.split != "novel_view") else []
-    per_image = score_frames(frames, renders, cfg.protocol, tmp_dir) if cfg.protocol.has_gt else None
-    geometry = score_geometry(method, subject, frames) if cfg.protocol.has_gt else None
+    show = bool(cfg.engine.progress)
+    per_image = score_frames(frames, renders, cfg.protocol, tmp_dir, progress=show) if cfg.protocol.has_gt else None
+    geometry = score_geometry(method, subject, frames, progress=show) if cfg.protocol.has_gt else None
     results = {
         "method": req.method, "variant": req.ablation or "full", "preset": req.preset, "subject": subject.name,
         "split": cfg.run.split, "kind": subject.kind, "dataset": subject.meta.get("dataset", "unknown"),
@@ -237,8 +238,10 @@ def format_summary(outcome: RunOutcome) -> str:
             status = r.get("lpips_status", {})
             reason = next((status.get(n, {}).get("reason") for n in unavailable if isinstance(status.get(n), dict)),
                           None) or "backbone weights absent"
-            parts.append(f"LPIPS ({'/'.join(unavailable)}) unavailable: {reason.split('. ')[0]} "
-                         "(see README: LPIPS backbones)")
+            import re
+
+            reason = re.sub(r"(?:/[^/\s]+)+/([^/\s]+)", r"\1", reason.split(". ")[0])  # paths -> file names
+            parts.append(f"LPIPS ({'/'.join(unavailable)}) n/a: {reason} (README: LPIPS backbones)")
         lines.append("  " + ", ".join(parts))
     else:
         lines.append("  no ground truth for this split: renders and videos only")
@@ -246,6 +249,28 @@ def format_summary(outcome: RunOutcome) -> str:
     if g:
         shown = {k: g[k] for k in ("p2m_mean_mm", "chamfer_mm") if g.get(k) is not None}
         lines.append("  geometry vs GT mesh: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
+        if shown.get("p2m_mean_mm") is not None and abs(shown["p2m_mean_mm"]) < 5e-4:
+            lines.append("    (p2m 0.000 is exact: the Gaussian centres lie on the very mesh that rendered the "
+                         "ground truth, so a mesh-bound method scores 0 by construction)")
+    tr = r.get("train") or {}
+    if tr.get("seconds") is not None:
+        lines.append(f"  training: {tr.get('iterations')} iterations in {format_seconds(float(tr['seconds']))}"
+                     f" (log: {outcome.run_dir / 'train_log.csv'})")
+    renders = outcome.eval_dir / "renders"
+    if renders.is_dir():
+        n_png = sum(1 for _ in renders.glob("**/*.png"))
+        lines.append(f"  renders: {renders} ({n_png} PNG)")
+    if r.get("videos"):
+        lines.append(f"  videos: {outcome.eval_dir / 'videos'} ({len(r['videos'])} MP4, one per camera)")
     lines.append(f"  results: {outcome.eval_dir / 'results.json'}")
     return "\n".join(lines)
+
+
+def format_seconds(s: float) -> str:
+    """``42.0 s``, ``6 min 12 s``, ``2 h 05 min``."""
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 

@@ -69,8 +69,9 @@ def plan_jobs(method: str, *, ablations: str | None, splits: list[str], subjects
             for split in splits]
 
 
-def run_job(job: dict, root: str) -> dict:
-    """The function each submitit job runs (module level, so it pickles)."""
+def run_job(job: dict, root: str, progress: bool = False) -> dict:
+    """The function each submitit job runs (module level, so it pickles). ``progress``: the
+    training / scoring bars go to the job's stderr log, which the sweep shows while it runs."""
     from avatarbench.engine.config import RunRequest
     from avatarbench.engine.run import execute
 
@@ -78,7 +79,7 @@ def run_job(job: dict, root: str) -> dict:
     req = RunRequest(method=j.method, split=j.split, preset=j.preset, ablation=j.ablation,
                      sets=tuple(j.sets) + (f"output.root={root}",), subject=j.subject)
     try:
-        outcome = execute(req, None, echo=lambda *_: None, progress=False)
+        outcome = execute(req, None, echo=lambda *_: None, progress=progress)
     except Exception as e:  # reported in the manifest as one line; the traceback stays in the job log
         traceback.print_exc()
         return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
@@ -108,8 +109,9 @@ def run_sweep(jobs: list[Job], root: Path, *, name: str, executor: str = "local"
     todo = [j for j in jobs if j.status != "done"]
     _save_manifest(manifest, name, jobs, root)
     if executor == "inline":
-        for j in todo:
-            _finish(j, lambda j=j: run_job(asdict(j), str(root)))
+        for i, j in enumerate(todo):
+            echo(f"[{i + 1}/{len(todo)}] {j.command(root)}")
+            _finish(j, lambda j=j: run_job(asdict(j), str(root), progress=True))
             _save_manifest(manifest, name, jobs, root)
             echo(f"[{j.status}] {j.command(root)}" + (f"\n    {j.error}" if j.error else ""))
         return manifest, jobs
@@ -122,28 +124,68 @@ def run_sweep(jobs: list[Job], root: Path, *, name: str, executor: str = "local"
     if executor == "slurm":
         params.update({f"slurm_{k}": v for k, v in (slurm or {}).items() if k != "timeout_min"})
     ex.update_parameters(**params)
+    from tqdm.auto import tqdm
+
     pending = list(todo)
     running: list[tuple[Job, object]] = []
     limit = len(todo) if executor == "slurm" else max(1, parallel)
-    while pending or running:
-        while pending and len(running) < limit:
-            j = pending.pop(0)
-            sub = ex.submit(run_job, asdict(j), str(root))
-            j.status, j.job_id = "running", str(sub.job_id)
-            running.append((j, sub))
-            _save_manifest(manifest, name, jobs, root)
-        still = []
-        for j, sub in running:
-            if sub.done():
-                _finish(j, sub.result)
-                echo(f"[{j.status}] {j.command(root)}" + (f"\n    {j.error}" if j.error else ""))
+    # one bar over jobs (on a terminal); its text shows the running jobs' own progress, read
+    # from their stderr logs; finished jobs are reported above the bar
+    bar = tqdm(total=len(todo), desc=f"sweep {name}", unit="job", disable=None, dynamic_ncols=True)
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                j = pending.pop(0)
+                sub = ex.submit(run_job, asdict(j), str(root), True)
+                j.status, j.job_id = "running", str(sub.job_id)
+                running.append((j, sub))
                 _save_manifest(manifest, name, jobs, root)
-            else:
-                still.append((j, sub))
-        running = still
-        if running:
-            time.sleep(0.5)
+            still = []
+            for j, sub in running:
+                if sub.done():
+                    _finish(j, sub.result)
+                    with tqdm.external_write_mode():
+                        echo(f"[{j.status}] {j.command(root)}" + (f"\n    {j.error}" if j.error else ""))
+                    bar.update(1)
+                    _save_manifest(manifest, name, jobs, root)
+                else:
+                    still.append((j, sub))
+            running = still
+            if running:
+                bar.set_postfix_str(" | ".join(f"{j.variant}/{j.split}: {job_progress(sub)}" for j, sub in running),
+                                    refresh=True)
+                time.sleep(0.5)
+    finally:
+        bar.close()
     return manifest, jobs
+
+
+def last_progress_line(path: Path, max_bytes: int = 4096) -> str:
+    """The newest line a job wrote to ``path`` (tqdm redraws with carriage returns), with the
+    bar graphic dropped: ``train flame_gaussians:  40% 8/20 [00:06<00:10, 1.19it/s]``."""
+    import re
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in re.split(r"[\r\n]", tail) if p.strip()]
+    if not parts:
+        return ""
+    return re.sub(r"\s+", " ", re.sub(r"\|[^|]*\|", " ", parts[-1])).strip()
+
+
+def job_progress(sub) -> str:
+    """What a submitit job is doing now (its newest stderr line), or 'starting'."""
+    try:
+        line = last_progress_line(Path(sub.paths.stderr))
+    except Exception:  # noqa: BLE001 - a job without log paths (or not started yet)
+        line = ""
+    return (line[:70] + "...") if len(line) > 73 else (line or "starting")
 
 
 def _finish(job: Job, get_result) -> None:

@@ -62,13 +62,11 @@ def inert_notes(records: list[dict], components: dict[str, str]) -> dict[str, st
     return notes
 
 
-def mark_inert(table: pd.DataFrame, root: Path, method: str) -> pd.DataFrame:
-    """Add an ``inert`` column to an ablation table (index = variant), from the records under ``root``."""
-    if table.empty:
-        return table
+def inert_column(labels: list[str], root: Path, method: str) -> list[str] | None:
+    """The ``inert`` column for an ablation table whose rows are labelled ``"<variant> (<config>)"``
+    (:func:`avatarbench.results.table.ablation_table`); None when no variant has a note."""
     records = [r for r in find_results(root) if r.get("method") == method]
     notes = inert_notes(records, ablation_components(method))
-    if notes:
-        table = table.copy()
-        table["inert"] = [notes.get(v, "") for v in table.index]
-    return table
+    if not notes:
+        return None
+    return [notes.get(str(label).split(" (")[0], "") for label in labels]

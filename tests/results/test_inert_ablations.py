@@ -49,7 +49,7 @@ def test_table_marks_the_inert_variant(tmp_path):
         d.mkdir(parents=True)
         (d / "results.json").write_text(json.dumps(r))
     text, files = build_table(tmp_path, ablations_of="gaussian_avatars", out_dir=tmp_path / "tables")
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("|")}
+    rows = {line.split("|")[1].strip().split(" (")[0]: line for line in text.splitlines() if line.startswith("|")}
     assert "inert: position_loss = 0 in full" in rows["no_position_loss"]
     assert "acted: scaling_loss = 599 in full" in rows["no_scaling_loss"]
     assert "inert" not in rows["full"].split("|")[-2]

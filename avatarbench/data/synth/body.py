@@ -590,7 +590,12 @@ def ensure_synthetic_body(name: str = "synth_body_a", preset: str = "smoke", see
     try:
         torch.set_num_threads(1)  # small tensors: extra threads only contend (and vary timings)
         with torch.no_grad():
-            generate_body_subject(tmp, name, PRESETS[preset], seed)
+            from avatarbench.data.synth.progress import generation_progress
+
+            n_f = PRESETS[preset].n_train + PRESETS[preset].n_novel
+            with generation_progress(tmp, "*/*.jpg", NUM_CAMERAS * n_f,
+                                     f"synthetic body subject {name} ({NUM_CAMERAS} cameras x {n_f} frames)", root):
+                generate_body_subject(tmp, name, PRESETS[preset], seed)
         try:
             os.rename(tmp, root)
         except OSError:

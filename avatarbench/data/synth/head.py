@@ -407,7 +407,13 @@ def ensure_synthetic_head(name: str = "synth_head_a", preset: str | SynthPreset 
         shutil.rmtree(final)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        generate_synthetic_heads(tmp, p, seed)
+        from avatarbench.data.synth.progress import generation_progress
+        from avatarbench.data.synth.rig import NUM_CAMERAS
+
+        n_t = sum(T for plan in p.sequences.values() for _, T in plan)
+        with generation_progress(tmp, "*/images/*.png", NUM_CAMERAS * n_t,
+                                 f"synthetic head subjects ({NUM_CAMERAS} cameras x {n_t} timesteps)", final):
+            generate_synthetic_heads(tmp, p, seed)
         (tmp / COMPLETE_FILE).write_text(json.dumps({"generator_version": GENERATOR_VERSION, "seed": seed,
                                                      "preset": _preset_json(p)}, indent=2) + "\n")
         try:
