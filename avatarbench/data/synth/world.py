@@ -129,7 +129,8 @@ BODY_PHENOMENA: dict[str, Phenomenon] = {p.name: p for p in (
         "and knees with the bend angle.",
         "hem pendulum: length 0.5 m (omega = sqrt(g/L) = 4.4 rad/s), damping ratio 0.2, 10 frames per second "
         "of sequence time; hem displacement clamped to 0.25 m; twist lag via the same oscillator on yaw; "
-        "yaw-rate flare 0.05 m per rad/s; folds: 2.5 cm wavelength, 4 mm amplitude at a 90 deg bend, over "
+        "centrifugal flare L sin(atan(w^2 r / g)) for yaw rate w, hem radius r = 0.3 m (9 cm at a full turn in "
+        "2.5 s); the novel poses are held poses (state at rest); folds: 2.5 cm wavelength, 4 mm amplitude at a 90 deg bend, over "
         "+-6 cm around the joint.",
         "physical argument: a hanging garment is a pendulum of its length (T = 2 pi sqrt(L/g) = 1.4 s for "
         "0.5 m); fabric drag gives light damping; cotton buckling wavelength at a bent joint 2-3 cm with a "
