@@ -99,16 +99,24 @@ def data_inspect(path, as_json):
 @click.option("--kind", type=click.Choice(["head", "body"]), default="head", show_default=True)
 @click.option("--preset", default="smoke", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def data_synth(kind, preset, seed):
+@click.option("--world", "worlds", default=None, show_default=True,
+              help="Comma list of worlds: clean, full, a phenomenon (hair_volume, ...), a+b, or 'all' "
+                   "(clean, each phenomenon alone, full). Default: the bare names' world.")
+def data_synth(kind, preset, seed, worlds):
     """Generate (or find in the cache) the synthetic subjects and print their folders."""
+    from avatarbench.data.synth.world import world_variants
+
     if kind == "head":
         from avatarbench.data.synth.head import ensure_synthetic_head as ensure
         names = ["synth_head_a", "synth_head_b"]
     else:
         from avatarbench.data.synth.body import ensure_synthetic_body as ensure
         names = ["synth_body_a", "synth_body_b"]
-    for n in names:
-        click.echo(f"{n}: {ensure(n, preset=preset, seed=seed)}")
+    tags = [None] if not worlds else (world_variants(kind) if worlds == "all" else worlds.split(","))
+    for tag in tags:
+        for n in names:
+            name = n if tag is None else f"{n}_{tag}"
+            click.echo(f"{name}: {ensure(name, preset=preset, seed=seed)}")
 
 
 @cli.command("eval")

@@ -28,6 +28,17 @@ DEFAULT_DRIVERS = {"synth_head_a": "synth_head_b", "synth_head": "synth_head_b",
                    "synth_body_a": "synth_body_b", "synth_body": "synth_body_b", "synth_body_b": "synth_body_a"}
 
 
+def default_driver(subject: str) -> str | None:
+    """The cross-reenactment driver of a synthetic subject; a world suffix carries over
+    (``synth_head_a_full`` -> ``synth_head_b_full``)."""
+    if subject in DEFAULT_DRIVERS:
+        return DEFAULT_DRIVERS[subject]
+    for base in sorted(DEFAULT_DRIVERS, key=len, reverse=True):
+        if subject.startswith(base + "_"):
+            return DEFAULT_DRIVERS[base] + subject[len(base):]
+    return None
+
+
 @dataclass
 class RunOutcome:
     run_dir: Path
@@ -62,7 +73,7 @@ def split_frames(subject, cfg) -> list:
         from avatarbench.data import load_subject
         from avatarbench.data.splits import cross_reenact_frames
 
-        driver_name = cfg.data.driver or DEFAULT_DRIVERS.get(str(cfg.data.subject) if not cfg.data.path else "")
+        driver_name = cfg.data.driver or default_driver(str(cfg.data.subject) if not cfg.data.path else "")
         if not driver_name:
             raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
         driver = load_subject(driver_name, scale=float(cfg.data.scale))

@@ -671,7 +671,8 @@ def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, wo
                            "T": w2c[:3, 3].round(12).tolist(), "imgSize": [cam.width, cam.height]}
     (out / "calibration_full.json").write_text(json.dumps(calib, indent=1))
     train_cams = [i for i in range(NUM_CAMERAS) if i not in TEST_CAMERAS]
-    record["generation_seconds"] = round(time.perf_counter() - t_start, 3)
+    (out / "generation_time.json").write_text(
+        json.dumps({"generation_seconds": round(time.perf_counter() - t_start, 3)}) + "\n")
     wmeta = world.metadata() | {"measured": record}
     info = {
         "name": f"{name}_{world.tag}", "synthetic": True, "generator": f"avatarbench.data.synth.body {VERSION}",
