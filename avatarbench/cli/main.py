@@ -256,6 +256,33 @@ def bench_methods(names, preset, train_steps, threads, out):
     click.echo(f"saved {path}")
 
 
+@cli.command("study")
+@click.argument("name", type=click.Choice(["paper-claims", "phenomena"]))
+@click.option("--preset", "-p", default="bench", show_default=True)
+@click.option("--seeds", default="0,1", show_default=True, help="Comma list (>= 2 for seed noise).")
+@click.option("--methods", default=None, help="Comma list (default: every method of the study).")
+@click.option("--worlds", default=None, help="phenomena: comma list of world variants (default: all).")
+@click.option("--world", default="full", show_default=True, help="paper-claims: the world of the subjects.")
+@click.option("--splits", default="self_reenact", show_default=True, help="phenomena: comma list of splits.")
+@click.option("--claims", default="results/paper/ablations.csv", show_default=True, type=click.Path())
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--executor", type=click.Choice(["local", "slurm", "inline"]), default="local", show_default=True)
+@click.option("--parallel", default=1, show_default=True)
+@click.option("--root", default="runs", show_default=True, type=click.Path())
+@click.option("--out", default="results/studies", show_default=True, type=click.Path())
+def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, executor, parallel, root, out):
+    """Run a study resumably (a sweep) and write its tables: paper-claims | phenomena (see docs/studies.md)."""
+    from avatarbench.results.study import run_study
+
+    split_list = lambda x: [v for v in (x or "").split(",") if v]  # noqa: E731
+    written = run_study(name, root=Path(root), out=Path(out), preset=preset, seeds=[int(s) for s in split_list(seeds)],
+                        methods=split_list(methods) or None, claims_csv=Path(claims), world=world,
+                        splits=split_list(splits), sets=list(sets), executor=executor, parallel=parallel,
+                        worlds=split_list(worlds) or None, echo=click.echo)
+    for k, v in written.items():
+        click.echo(f"{k}: {v}")
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="avatarbench", standalone_mode=False)

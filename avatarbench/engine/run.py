@@ -51,7 +51,8 @@ def load_run_subject(cfg):
     from avatarbench.data import load_subject
 
     source = cfg.data.path or cfg.data.subject
-    return load_subject(source, scale=float(cfg.data.scale))
+    preset = cfg.data.get("synthetic_preset") if not cfg.data.path else None
+    return load_subject(source, scale=float(cfg.data.scale), **({"preset": str(preset)} if preset else {}))
 
 
 def train_frames_for(subject, cfg) -> list:
@@ -76,7 +77,8 @@ def split_frames(subject, cfg) -> list:
         driver_name = cfg.data.driver or default_driver(str(cfg.data.subject) if not cfg.data.path else "")
         if not driver_name:
             raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
-        driver = load_subject(driver_name, scale=float(cfg.data.scale))
+        sp = cfg.data.get("synthetic_preset")
+        driver = load_subject(driver_name, scale=float(cfg.data.scale), **({"preset": str(sp)} if sp else {}))
         # a single-sequence driver (e.g. a FREE folder) drives with the whole sequence; a union
         # drives with its held-out (self_reenact) sequence
         driver_split = cfg.data.driver_split or (driver.sequences()[0] if len(driver.sequences()) == 1
