@@ -51,13 +51,19 @@ def run(method, split, subject, data_path, preset, ablation, sets, output, quiet
 @click.option("--ablations", "ablations_of", default=None, help="Show the ablation table of this method.")
 @click.option("--out", default=None, type=click.Path(), help="Where to save CSV/LaTeX (default: <root>/tables).")
 @click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours.")
-def table(root, ablations_of, out, paper):
+@click.option("--studies", default="results/studies", show_default=True, type=click.Path(),
+              help="Also show the study tables found here (paper_claims.md, phenomena.md).")
+def table(root, ablations_of, out, paper, studies):
     """Aggregate run folders into a paper-style table (markdown; saves CSV and LaTeX)."""
     from avatarbench.results.table import build_table
 
     text, files = build_table(Path(root), ablations_of=ablations_of, out_dir=Path(out) if out else None,
                               with_paper=paper)
     click.echo(text)
+    for name in ("paper_claims.md", "phenomena.md"):
+        f = Path(studies) / name
+        if f.is_file():
+            click.echo("\n" + f.read_text())
     for f in files:
         click.echo(f"saved {f}")
 

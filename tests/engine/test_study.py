@@ -121,3 +121,18 @@ def test_phenomena_study_end_to_end(tmp_path):
     msgs = []
     st.run_study("phenomena", **{**kw, "echo": msgs.append})
     assert "4 jobs, 4 already done" in msgs[0]
+
+
+def test_table_shows_study_tables(tmp_path, capsys):
+    from avatarbench.cli.main import main
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "paper_claims.md").write_text("# Paper claims\n\n| x |\n")
+    (studies / "phenomena.md").write_text("# Per-phenomenon matrix\n")
+    try:
+        main(["table", "--root", str(tmp_path / "empty"), "--studies", str(studies)])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    out = capsys.readouterr().out
+    assert "# Paper claims" in out and "# Per-phenomenon matrix" in out
