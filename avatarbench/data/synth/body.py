@@ -70,6 +70,7 @@ class BodyPreset:
 PRESETS: dict[str, BodyPreset] = {
     "smoke": BodyPreset(width=128, height=128, n_train=20, n_novel=8),
     "standard": BodyPreset(width=384, height=384, n_train=60, n_novel=20),
+    "tiny": BodyPreset(width=48, height=64, n_train=3, n_novel=2, supersample=2),  # tests / study smoke runs
 }
 
 
