@@ -157,7 +157,7 @@ def _subset(s: SurfaceSamples, idx: torch.Tensor) -> SurfaceSamples:
 HAIR_CROWN_THICKNESS = 0.012
 HAIR_EDGE_THICKNESS = 0.002
 FRINGE_THICKNESS = 0.004
-FRINGE_LENGTH = 0.025
+FRINGE_LENGTH = 0.015
 LOCK_LAG = 0.8
 LOCK_MAX_ANGLE = 0.5
 

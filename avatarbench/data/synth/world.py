@@ -72,7 +72,7 @@ HEAD_PHENOMENA: dict[str, Phenomenon] = {p.name: p for p in (
         "temples and the back that change the silhouette. The shell and fringe are rigid to the head (the "
         "neck joint); the locks swing with a lag proportional to the head's angular velocity.",
         "shell thickness 12 mm at the crown, tapering to 2 mm at the hairline; fringe 4 mm in front of the "
-        "forehead, 25 mm down from the front hairline; 6 locks 50-70 mm long, 12 mm wide; lock lag: tip "
+        "forehead, 15 mm down from the front hairline (the forehead creases of expression_detail stay visible below it); 6 locks 50-70 mm long, 12 mm wide; lock lag: tip "
         "rotated by -0.8 x the head rotation change per timestep (at most 0.5 rad).",
         "physical argument: ~100k scalp hairs of ~70 um diameter over ~600 cm2 of scalp form ~10 loosely "
         "packed layers (0.7 mm solid, packing ~5-10 %) -> 7-15 mm for short/medium hair; NeRSemble subjects "
