@@ -179,7 +179,7 @@ def test_expression_detail_outside_blendshape_span(flame_ident):
     ratio = np.abs(det.displacement(half)).max() / np.abs(det.displacement(full)).max()
     assert ratio == pytest.approx(0.25 ** 2 * (3 - 2 * 0.25), rel=1e-6)
     # crease shading: on the fold line (nose wing point) at a full smile: 1 - 0.35
-    p = torch.tensor([det.lip + np.array([0.017, 0.027, -0.006])], dtype=torch.float32)
+    p = torch.tensor(np.array([det.lip + np.array([0.017, 0.027, -0.006])]), dtype=torch.float32)
     p[0, 2] = float(det.lip[2])
     dark = det.darkening(p, {"brow": 0.0, "smile": 1.0, "pucker": 0.0})
     assert float(dark[0]) == pytest.approx(1 - hp.NASOLABIAL_DARK, abs=1e-5)
