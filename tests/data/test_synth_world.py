@@ -227,6 +227,8 @@ def test_head_full_dataset(head_full):
     # the loader reads the tracked parameters; the ground-truth mesh is FLAME(true) + hair + bust
     subj = load_vhap(union)
     f = subj.frames("train")[0]
+    t0 = dict(np.load(seq / "flame_param" / "00000.npz"))
+    np.testing.assert_allclose(np.asarray(f.driving["rotation"]).reshape(-1), t0["rotation"].reshape(-1), atol=1e-6)
     gt = subj.gt_mesh(f.timestep)
     assert gt.shape[0] > 3780 and subj.gt_mesh_faces.max() == gt.shape[0] - 1
     # shoulders: the lowest image rows are covered (the clean head ends at the neck ring)
