@@ -68,13 +68,19 @@ def run(method, split, subject, data_path, preset, ablation, sets, output, quiet
 @click.option("--ablations", "ablations_of", default=None, help="Show the ablation table of this method.")
 @click.option("--out", default=None, type=click.Path(), help="Where to save CSV/LaTeX (default: <root>/tables).")
 @click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours.")
-def table(root, ablations_of, out, paper):
+@click.option("--studies", default="results/studies", show_default=True, type=click.Path(),
+              help="Also show the study tables found here (paper_claims.md, phenomena.md).")
+def table(root, ablations_of, out, paper, studies):
     """Aggregate run folders into a paper-style table (markdown; saves CSV and LaTeX)."""
     from avatarbench.results.table import build_table
 
     text, files = build_table(Path(root), ablations_of=ablations_of, out_dir=Path(out) if out else None,
                               with_paper=paper)
     click.echo(text)
+    for name in ("paper_claims.md", "phenomena.md"):
+        f = Path(studies) / name
+        if f.is_file():
+            click.echo("\n" + f.read_text())
     for f in files:
         click.echo(f"saved {f}")
 
@@ -138,16 +144,24 @@ def data_inspect(path, as_json):
 @click.option("--preset", default="smoke", show_default=True,
               help="Dataset size: heads smoke | full | tiny, bodies smoke | standard.")
 @click.option("--seed", default=0, show_default=True, help="Dataset seed (0 = the shipped subjects).")
-def data_synth(kind, preset, seed):
+@click.option("--world", "worlds", default=None, show_default=True,
+              help="Comma list of worlds: clean, full, a phenomenon (hair_volume, ...), a+b, or 'all' "
+                   "(clean, each phenomenon alone, full). Default: the bare names' world.")
+def data_synth(kind, preset, seed, worlds):
     """Generate (or find in the cache) the synthetic subjects and print their folders."""
+    from avatarbench.data.synth.world import world_variants
+
     if kind == "head":
         from avatarbench.data.synth.head import ensure_synthetic_head as ensure
         names = ["synth_head_a", "synth_head_b"]
     else:
         from avatarbench.data.synth.body import ensure_synthetic_body as ensure
         names = ["synth_body_a", "synth_body_b"]
-    for n in names:
-        click.echo(f"{n}: {ensure(n, preset=preset, seed=seed)}")
+    tags = [None] if not worlds else (world_variants(kind) if worlds == "all" else worlds.split(","))
+    for tag in tags:
+        for n in names:
+            name = n if tag is None else f"{n}_{tag}"
+            click.echo(f"{name}: {ensure(name, preset=preset, seed=seed)}")
 
 
 @cli.command("eval")
@@ -319,6 +333,36 @@ def setup_lpips_cmd(force, archive):
                    f"{v['distances'][0]:.4f} / {v['distances'][1]:.4f} (published {v['published'][0]} / "
                    f"{v['published'][1]})")
     click.echo(f"manifest: {lpips_setup.weights_dir() / lpips_setup.MANIFEST}")
+
+
+@cli.command("study")
+@click.argument("name", type=click.Choice(["paper-claims", "phenomena"]))
+@click.option("--preset", "-p", default="bench", show_default=True, help="Preset of every run of the study.")
+@click.option("--seeds", default="0,1", show_default=True, help="Comma list (>= 2 for seed noise).")
+@click.option("--methods", default=None, help="Comma list (default: every method of the study).")
+@click.option("--worlds", default=None, help="phenomena: comma list of world variants (default: all).")
+@click.option("--world", default="full", show_default=True, help="paper-claims: the world of the subjects.")
+@click.option("--splits", default="self_reenact", show_default=True, help="phenomena: comma list of splits.")
+@click.option("--claims", default="results/paper/ablations.csv", show_default=True, type=click.Path(),
+              help="paper-claims: the CSV of the papers' ablation claims.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override applied to every run.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "inline"]), default="local", show_default=True,
+              help="Where jobs run: subprocesses here, a slurm cluster, or this process.")
+@click.option("--parallel", default=1, show_default=True, help="Local jobs at a time.")
+@click.option("--root", default="runs", show_default=True, type=click.Path(), help="Results store of the runs.")
+@click.option("--out", default="results/studies", show_default=True, type=click.Path(),
+              help="Folder for the study tables (CSV, markdown, figure).")
+def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, executor, parallel, root, out):
+    """Run a study resumably (a sweep) and write its tables: paper-claims | phenomena (see docs/studies.md)."""
+    from avatarbench.results.study import run_study
+
+    split_list = lambda x: [v for v in (x or "").split(",") if v]  # noqa: E731
+    written = run_study(name, root=Path(root), out=Path(out), preset=preset, seeds=[int(s) for s in split_list(seeds)],
+                        methods=split_list(methods) or None, claims_csv=Path(claims), world=world,
+                        splits=split_list(splits), sets=list(sets), executor=executor, parallel=parallel,
+                        worlds=split_list(worlds) or None, echo=click.echo)
+    for k, v in written.items():
+        click.echo(f"{k}: {v}")
 
 
 def main(argv=None):

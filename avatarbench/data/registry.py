@@ -6,6 +6,9 @@ Names (synthetic subjects, generated once into the cache):
   -> :func:`avatarbench.data.synth.head.ensure_synthetic_head` -> a VHAP folder
 - ``synth_body`` (= the default synthetic body), ``synth_body_a``, ``synth_body_b``
   -> :func:`avatarbench.data.synth.body.ensure_synthetic_body` -> a folder in one of the body formats
+- any of these with a world suffix: ``synth_head_a_full``, ``synth_head_a_clean``,
+  ``synth_body_b_long_hair``, ``synth_head_a_hair_volume+shoulders`` (see
+  :mod:`avatarbench.data.synth.world`; the bare names use ``world.DEFAULT_WORLD``)
 
 Folders, detected by the files they hold (checked in this order):
 
@@ -70,8 +73,25 @@ def detect_format(path: str | Path) -> str:
     raise DataError(root, "no known dataset format", f"one of {looked} (or <N>x/calibration.csv) in the folder")
 
 
+def synthetic_kind(name: str) -> str | None:
+    """``head`` / ``body`` for a synthetic subject name (with or without a world suffix such as
+    ``_full``, ``_clean``, ``_hair_volume``; see :mod:`avatarbench.data.synth.world`), else None."""
+    from avatarbench.data.synth.world import split_world
+
+    if split_world(name, SYNTHETIC_HEADS, "head") is not None:
+        return "head"
+    if split_world(name, SYNTHETIC_BODIES, "body") is not None:
+        return "body"
+    return None
+
+
 def resolve_synthetic(name: str, **kw: Any) -> Path:
     """Generate (once, cached) the synthetic subject ``name`` and return its folder."""
+    kind = synthetic_kind(name)
+    if kind == "head" and name not in SYNTHETIC_HEADS:
+        return Path(_import("avatarbench.data.synth.head:ensure_synthetic_head")(name, **kw))
+    if kind == "body" and name not in SYNTHETIC_BODIES:
+        return Path(_import("avatarbench.data.synth.body:ensure_synthetic_body")(name, **kw))
     if name in SYNTHETIC_HEADS:
         ensure = _import("avatarbench.data.synth.head:ensure_synthetic_head")
         return Path(ensure(**kw) if name == "synth_head" else ensure(name, **kw))
@@ -98,7 +118,7 @@ def load_subject(path_or_name: str | Path, *, preset: str | None = None, **kw: A
     p = Path(path_or_name).expanduser()
     if p.is_file() and p.name in {m for markers, _ in FORMATS.values() for m in markers}:
         p = p.parent  # a marker file was given: load its folder
-    if not p.exists() and s in SYNTHETIC_HEADS + SYNTHETIC_BODIES:
+    if not p.exists() and synthetic_kind(s) is not None:
         p = resolve_synthetic(s, **({"preset": preset} if preset else {}))
     fmt = detect_format(p)
     subject = _import(FORMATS[fmt][1])(p, **kw)

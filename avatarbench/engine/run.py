@@ -28,6 +28,17 @@ DEFAULT_DRIVERS = {"synth_head_a": "synth_head_b", "synth_head": "synth_head_b",
                    "synth_body_a": "synth_body_b", "synth_body": "synth_body_b", "synth_body_b": "synth_body_a"}
 
 
+def default_driver(subject: str) -> str | None:
+    """The cross-reenactment driver of a synthetic subject; a world suffix carries over
+    (``synth_head_a_full`` -> ``synth_head_b_full``)."""
+    if subject in DEFAULT_DRIVERS:
+        return DEFAULT_DRIVERS[subject]
+    for base in sorted(DEFAULT_DRIVERS, key=len, reverse=True):
+        if subject.startswith(base + "_"):
+            return DEFAULT_DRIVERS[base] + subject[len(base):]
+    return None
+
+
 @dataclass
 class RunOutcome:
     run_dir: Path
@@ -40,7 +51,8 @@ def load_run_subject(cfg):
     from avatarbench.data import load_subject
 
     source = cfg.data.path or cfg.data.subject
-    return load_subject(source, scale=float(cfg.data.scale))
+    preset = cfg.data.get("synthetic_preset") if not cfg.data.path else None
+    return load_subject(source, scale=float(cfg.data.scale), **({"preset": str(preset)} if preset else {}))
 
 
 def train_frames_for(subject, cfg) -> list:
@@ -62,10 +74,11 @@ def split_frames(subject, cfg) -> list:
         from avatarbench.data import load_subject
         from avatarbench.data.splits import cross_reenact_frames
 
-        driver_name = cfg.data.driver or DEFAULT_DRIVERS.get(str(cfg.data.subject) if not cfg.data.path else "")
+        driver_name = cfg.data.driver or default_driver(str(cfg.data.subject) if not cfg.data.path else "")
         if not driver_name:
             raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
-        driver = load_subject(driver_name, scale=float(cfg.data.scale))
+        sp = cfg.data.get("synthetic_preset")
+        driver = load_subject(driver_name, scale=float(cfg.data.scale), **({"preset": str(sp)} if sp else {}))
         # a single-sequence driver (e.g. a FREE folder) drives with the whole sequence; a union
         # drives with its held-out (self_reenact) sequence
         driver_split = cfg.data.driver_split or (driver.sequences()[0] if len(driver.sequences()) == 1

@@ -70,6 +70,7 @@ class BodyPreset:
 PRESETS: dict[str, BodyPreset] = {
     "smoke": BodyPreset(width=128, height=128, n_train=20, n_novel=8),
     "standard": BodyPreset(width=384, height=384, n_train=60, n_novel=20),
+    "tiny": BodyPreset(width=48, height=64, n_train=3, n_novel=2, supersample=2),  # tests / study smoke runs
 }
 
 
@@ -397,6 +398,9 @@ def make_shader(app: Appearance):
             alt = (torch.frac(theta / (2 * math.pi) * 12 + 6) < 0.18) | (torch.frac(u * 5) < 0.18)
         put(part == PARTS["skirt"], torch.where(alt[:, None], C["skirt_alt"], C["skirt"]))
         put((part == PARTS["skirt"]) & (u > 0.95), C["skirt_alt"] * 0.6)  # hem band
+        long_hair = part == 9  # the long_hair phenomenon's sheet (body_phenomena.HAIR_PART)
+        if bool(long_hair.any()):
+            alb[long_hair] = C["hair"] * (0.85 + 0.15 * torch.sin(60 * torch.atan2(sn, c)))[long_hair, None]
         # head: hair on top/back, lips, brows
         head = part == PARTS["head"]
         ly, lx, lz = 1 - 2 * u, c, sn
@@ -475,8 +479,14 @@ def _write_jpg(path: Path, arr: np.ndarray, quality: int) -> None:
     iio.imwrite(path, a, extension=".jpg", quality=quality, subsampling=0)
 
 
-def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 0) -> None:
-    """Write one subject folder (see the module docstring). Called by :func:`ensure_synthetic_body`."""
+def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 0, world=None) -> None:
+    """Write one subject folder (see the module docstring). Called by :func:`ensure_synthetic_body`.
+
+    ``world``: a :class:`~avatarbench.data.synth.world.World` of kind ``body`` (None = clean: exactly
+    the pre-issue-12 bytes); its phenomena come from :mod:`avatarbench.data.synth.body_phenomena`.
+    """
+    if world is not None and not world.is_clean:
+        return _generate_body_world(out, name, preset, seed, world)
     from avatarbench.bodymodels.smplx import load_smplx
     from avatarbench.bodymodels.smplx_synthetic import VERSION as MODEL_VERSION, ensure_synthetic_smplx
     from avatarbench.data.smpl_params import save_smplx_params
@@ -552,37 +562,190 @@ def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 
     (out / "avatarbench_subject.json").write_text(json.dumps(info, indent=1))
 
 
-def synthetic_body_root(name: str, preset: str = "smoke", seed: int = 0) -> Path:
-    """Where :func:`ensure_synthetic_body` caches a subject."""
+def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, world) -> None:
+    """:func:`generate_body_subject` with phenomena. Writes the fitter's parameters to
+    ``smpl_params.npz`` (the truth when ``tracking_noise`` is off) and the truth to
+    ``true_params/smpl_params.npz`` (read by no loader)."""
+    import time
+
+    from avatarbench.bodymodels.smplx import load_smplx
+    from avatarbench.bodymodels.smplx_synthetic import PARTS, VERSION as MODEL_VERSION, ensure_synthetic_smplx
+    from avatarbench.data.smpl_params import save_smplx_params
+    from avatarbench.data.synth import body_phenomena as bp
+    from avatarbench.data.synth.head_phenomena import mesh_difference
+    from avatarbench.data.synth.mesh_raster import render_mesh, vertex_normals
+    from avatarbench.data.synth.world import dataset_card
+
+    t_start = time.perf_counter()
+    sd = SUBJECTS[name]
+    model_file = ensure_synthetic_smplx()
+    model = load_smplx(model_file, dtype=torch.float64)
+    with np.load(model_file, allow_pickle=False) as z:
+        extra = {k: z[k] for k in ("avatarbench_part", "avatarbench_attr")}
+    part = extra["avatarbench_part"]
+    attrs = vertex_attributes(model_file)
+    faces = model.faces
+    shade = make_shader(sd.appearance)
+    cams = ring_cameras(preset.width, preset.height, seed)
+    n_tr, n_nv = preset.n_train, preset.n_novel
+    F = n_tr + n_nv
+    segments = [(0, n_tr), (n_tr, F)]
+    motion = make_motion(sd, n_tr, n_nv, seed)
+    betas = np.asarray(sd.betas, np.float64)
+    keys = ("global_orient", "body_pose", "jaw_pose", "expression", "left_hand_pose", "right_hand_pose")
+
+    def forward(f: int, transl: np.ndarray, src=None, b=None):
+        src = motion if src is None else src
+        d = {k: torch.from_numpy(np.asarray(src[k][f], np.float64))[None] for k in keys}
+        bb = betas if b is None else b
+        return model(betas=torch.from_numpy(bb)[None], transl=torch.from_numpy(transl)[None], **d)
+
+    for f in range(F):  # ground contact, as the clean world
+        o = forward(f, motion["transl"][f])
+        motion["transl"][f, 1] -= float(o.verts[0, :, 1].min())
+    (out / "true_params").mkdir(parents=True, exist_ok=True)
+    save_smplx_params(out / "true_params" / "smpl_params.npz", betas, motion)
+    params = dict(np.load(out / "true_params" / "smpl_params.npz"))  # the truth as float32, as loaders see it
+    record: dict = {"world": world.tag}
+    if world.has("tracking_noise"):
+        rng = np.random.default_rng([sd.seed, seed, 31337])
+        truth = {k: params[k].astype(np.float64) for k in keys + ("transl",)}
+        tracked, betas_t = bp.track_smplx_params(truth, betas, segments, rng)
+        save_smplx_params(out / "smpl_params.npz", betas_t, tracked)
+        tp = dict(np.load(out / "smpl_params.npz"))
+        vt = torch.stack([forward(f, tp["transl"][f].astype(np.float64), tp, tp["betas"].astype(np.float64).reshape(-1))
+                          .verts[0] for f in range(F)])
+        vg = torch.stack([forward(f, params["transl"][f].astype(np.float64), params).verts[0] for f in range(F)])
+        record["tracking_error"] = mesh_difference(vt, vg, cams)
+    else:
+        save_smplx_params(out / "smpl_params.npz", betas, motion)
+
+    rest = forward(0, np.zeros(3), {k: np.zeros_like(params[k]) for k in keys})
+    rest_v, rest_j = rest.verts[0].numpy(), rest.joints[0].numpy()
+    yaw = np.array([float(np.arctan2(*_rot_y_of(params["global_orient"][f]))) for f in range(F)])
+    # the novel poses are separate held poses (no motion between them): each is its own segment at rest
+    dyn_segments = [(0, n_tr)] + [(f, f + 1) for f in range(n_tr, F)]
+    garment = bp.simulate_garment(params["transl"].astype(np.float64), yaw, dyn_segments) \
+        if world.has("garment_dynamics") else None
+    hair = bp.LongHair(rest_v[part == PARTS["head"]]) if world.has("long_hair") else None
+    all_faces = faces
+    all_attrs = attrs
+    if hair is not None:
+        all_faces = torch.cat([faces, torch.from_numpy(hair.faces) + rest_v.shape[0]])
+        all_attrs = torch.cat([attrs, torch.from_numpy(hair.attrs)])
+
+    (out / "gt_mesh").mkdir(parents=True, exist_ok=True)
+    np.save(out / "gt_mesh" / "faces.npy", all_faces.numpy().astype(np.int32))
+    backdrop = np.array([0.42, 0.43, 0.46])
+    for f in range(F):
+        o = forward(f, params["transl"][f].astype(np.float64), params)
+        A = o.A[0].numpy()
+        bpose = params["body_pose"][f].astype(np.float64)
+        if garment is not None:
+            verts = bp.dynamic_skirt(o.verts[0].numpy(), A, part, extra["avatarbench_attr"], bpose,
+                                     garment["hem"][f], float(garment["twist"][f]), float(garment["yaw_rate"][f]))
+            vn = vertex_normals(torch.from_numpy(verts), faces).double().numpy()
+            verts = bp.joint_folds(verts, vn, rest_v, rest_j, part, bpose)
+        else:
+            prev = max(f - 1, 0) if f < n_tr else max(f - 1, n_tr)
+            vel = params["transl"][f] - params["transl"][prev]
+            verts = skirt_dynamics(o.verts[0].numpy(), A, extra, bpose, vel.astype(np.float64))
+        if hair is not None:
+            if f >= n_tr:  # each novel pose is held: the hair hangs at rest
+                hair.reset()
+            verts = np.concatenate([verts, hair.step(A[bp.HEAD_JOINT])])
+        np.save(out / "gt_mesh" / f"{f:08d}.npy", verts.astype(np.float32))
+        vt = torch.from_numpy(verts)
+        for cam in cams:
+            rgb, alpha = render_mesh(vt, all_faces, cam, shade, preset.supersample, background=(0.0, 0.0, 0.0),
+                                     vertex_attrs=all_attrs)
+            a = alpha.numpy()
+            fg = rgb.numpy() / np.maximum(a, 1e-6)
+            img = np.where(a > 0, fg, backdrop)
+            _write_jpg(out / cam.name / f"{f:08d}.jpg", img, preset.jpeg_quality)
+            _write_jpg(out / cam.name / "mask" / "pha" / f"{f:08d}.jpg", a, preset.jpeg_quality)
+
+    calib = {}
+    for cam in cams:
+        w2c = cam.world_to_cam.numpy()
+        calib[cam.name] = {"K": cam.K.numpy().round(10).tolist(), "R": w2c[:3, :3].round(12).tolist(),
+                           "T": w2c[:3, 3].round(12).tolist(), "imgSize": [cam.width, cam.height]}
+    (out / "calibration_full.json").write_text(json.dumps(calib, indent=1))
+    train_cams = [i for i in range(NUM_CAMERAS) if i not in TEST_CAMERAS]
+    (out / "generation_time.json").write_text(
+        json.dumps({"generation_seconds": round(time.perf_counter() - t_start, 3)}) + "\n")
+    wmeta = world.metadata() | {"measured": record}
+    info = {
+        "name": f"{name}_{world.tag}", "synthetic": True, "generator": f"avatarbench.data.synth.body {VERSION}",
+        "preset": {k: getattr(preset, k) for k in preset.__dataclass_fields__}, "seed": seed,
+        "body_model": "smplx_synthetic", "body_model_version": MODEL_VERSION, "body_model_path": str(model_file),
+        "gt_mesh": "gt_mesh", "image_ext": "jpg", "mask_ext": "jpg",
+        "train_motion": sd.train_motion, "novel_motion": sd.novel_motion,
+        "notes": "images hold the foreground colour where the mask is > 0 (composite with the mask); "
+                 "smpl_params.npz holds the fitter's parameters, true_params/ the truth (analysis only)",
+        "world": wmeta,
+        "splits": {
+            "train": {"cameras": train_cams, "frame_range": [0, n_tr]},
+            "novel_view": {"cameras": list(TEST_CAMERAS), "frame_range": [0, n_tr]},
+            "self_reenact": {"cameras": list(TEST_CAMERAS), "frame_range": [n_tr, F]},
+        },
+    }
+    (out / "avatarbench_subject.json").write_text(json.dumps(info, indent=1))
+    meas = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in record.items() if k != "world"}
+    (out / "DATASET_CARD.md").write_text(dataset_card("body", world, [info["name"]], {info["name"]: meas}))
+
+
+def _rot_y_of(rotvec: np.ndarray) -> tuple[float, float]:
+    """(sin, cos)-like pair whose atan2 is the heading (rotation of +z about +y) of a global orientation."""
+    from scipy.spatial.transform import Rotation
+
+    z = Rotation.from_rotvec(np.asarray(rotvec, np.float64)).apply([0.0, 0.0, 1.0])
+    return float(z[0]), float(z[2])
+
+
+def synthetic_body_root(name: str, preset: str = "smoke", seed: int = 0, world=None) -> Path:
+    """Where :func:`ensure_synthetic_body` caches a subject (``<name>`` for the clean world,
+    ``<name>_<world tag>`` otherwise)."""
     from avatarbench.paths import cache_dir
 
     tag = preset if seed == 0 else f"{preset}-seed{seed}"
-    return cache_dir() / "synthetic" / "body" / VERSION / tag / name
+    folder = name if world is None or world.is_clean else f"{name}_{world.tag}"
+    return cache_dir() / "synthetic" / "body" / VERSION / tag / folder
 
 
-def ensure_synthetic_body(name: str = "synth_body_a", preset: str = "smoke", seed: int = 0) -> Path:
+def ensure_synthetic_body(name: str = "synth_body_a", preset: str = "smoke", seed: int = 0, world=None) -> Path:
     """The folder of a synthetic body subject, generated on first use (atomic rename).
 
     Args:
-        name: ``synth_body_a`` (alias ``synth_body``) or ``synth_body_b``.
+        name: ``synth_body_a`` (alias ``synth_body``) or ``synth_body_b``, optionally with a world
+            suffix (``synth_body_a_full``, ``synth_body_a_clean``, ``synth_body_a_long_hair``; see
+            :mod:`avatarbench.data.synth.world`); a bare name = ``world.DEFAULT_WORLD``.
         preset: ``smoke`` (128 x 128, 20 + 8 frames) or ``standard`` (384 x 384, 60 + 20 frames).
         seed: motion phase / camera jitter variant (0 = the shipped subjects).
+        world: overrides the name's world (a World or a tag).
 
     Returns:
         The subject folder (load it with :func:`avatarbench.data.avatarrex.load_avatarrex`).
     """
+    from avatarbench.data.synth.world import World, split_world
     from avatarbench.errors import ConfigError
 
+    parsed = split_world(name, tuple(ALIASES) + SUBJECT_NAMES, "body")
+    if parsed is not None:
+        name, w = parsed
+        world = w if world is None else world
+    world = World.parse("body", None) if world is None else world
+    world = world if isinstance(world, World) else World.parse("body", world)
     name = ALIASES.get(name, name)
     if name not in SUBJECTS:
         raise ConfigError(f"unknown synthetic body subject {name!r} (known: {', '.join(SUBJECTS)}, synth_body)")
     if preset not in PRESETS:
         raise ConfigError(f"unknown synthetic body preset {preset!r} (known: {', '.join(PRESETS)})")
-    root = synthetic_body_root(name, preset, seed)
+    root = synthetic_body_root(name, preset, seed, world)
     if (root / "avatarbench_subject.json").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".tmp-{name}-{os.getpid()}"
+    tmp = root.parent / f".tmp-{root.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -595,7 +758,7 @@ def ensure_synthetic_body(name: str = "synth_body_a", preset: str = "smoke", see
             n_f = PRESETS[preset].n_train + PRESETS[preset].n_novel
             with generation_progress(tmp, "*/*.jpg", NUM_CAMERAS * n_f,
                                      f"synthetic body subject {name} ({NUM_CAMERAS} cameras x {n_f} frames)", root):
-                generate_body_subject(tmp, name, PRESETS[preset], seed)
+                generate_body_subject(tmp, name, PRESETS[preset], seed, world)
         try:
             os.rename(tmp, root)
         except OSError:
