@@ -186,7 +186,7 @@ def test_lowres_l1_uses_the_unaugmented_render_and_only_sr_sees_the_zoom(head_su
     ``random_crop``; ``loss_rgb_hr = L1(SR(crop(render)), crop(GT))``."""
     from avatarbench.methods.gaussian_head_avatar.losses import random_scale_crop
 
-    cfg = _no_lpips(mesh={"iterations": 0}, gaussian={"augment_scale": [1.25, 1.25]})
+    cfg = _no_lpips(mesh={"iterations": 0}, gaussian={"augment_scale": [1.25, 1.25], "augment_mode": "nearest"})
     m = _method(head_subject, cfg)
     m._build_gaussians()
     frame = head_subject.frames("train")[1]
@@ -205,7 +205,8 @@ def test_lowres_l1_uses_the_unaugmented_render_and_only_sr_sees_the_zoom(head_su
         u = torch.rand(2, generator=m.gen).tolist()
         m.gen.set_state(state)
         s = 1.25 + 0.0 * s
-        a, b = random_scale_crop(feat.float(), gt.float(), 4, s, (u[0], u[1]), fill=1.0)
+        a, b = random_scale_crop(feat.float(), gt.float(), 4, s, (u[0], u[1]), fill=1.0,
+                                 mode=str(cfg.gaussian.augment_mode))
         l_hr = float((m.sr(a).double() - b.double()).abs().mean())
         l_hr_unaug = float((m.sr(feat.float()).double() - gt).abs().mean())
         l_lr_aug = float((a[:, :3].double() - F.avg_pool2d(b.double(), 4)).abs().mean())
