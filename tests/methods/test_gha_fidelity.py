@@ -52,7 +52,8 @@ def ref_laplacian(verts: np.ndarray, faces: np.ndarray) -> float:
     term = np.zeros_like(verts)
     norm = np.zeros((verts.shape[0], 1))
     for a, b, c in ((0, 1, 2), (1, 0, 2), (2, 0, 1)):
-        np.add.at(term, faces[:, a], (verts[faces[:, b]] - verts[faces[:, a]]) + (verts[faces[:, c]] - verts[faces[:, a]]))
+        va, vb, vc = verts[faces[:, a]], verts[faces[:, b]], verts[faces[:, c]]
+        np.add.at(term, faces[:, a], (vb - va) + (vc - va))
         np.add.at(norm, faces[:, a], 2.0)
     return float(np.mean((term / np.maximum(norm, 1.0)) ** 2))
 

@@ -321,7 +321,8 @@ def test_gaussian_head_blending_uses_both_branches_where_weights_overlap():
     xyz = torch.tensor([[0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [1.0, 0.0, 0.0]])
     gh.init_points(xyz, torch.randn(3, 6), torch.zeros(1, 3))
     exp, pose = torch.randn(5), torch.randn(6)
-    out = gh.generate(exp, pose, torch.eye(3), torch.zeros(3), torch.tensor(1.0), BlendConfig(0.15, 0.25, 1.0, "euclidean"))
+    blend = BlendConfig(0.15, 0.25, 1.0, "euclidean")
+    out = gh.generate(exp, pose, torch.eye(3), torch.zeros(3), torch.tensor(1.0), blend)
     f = torch.tanh(gh.feature)
     from avatarbench.methods.gaussian_head_avatar.mlps import positional_encoding as pe
 
