@@ -8,9 +8,10 @@ point, measured in head lengths,
                   = 0                       if d > t2,      lambda_pose = 1 - lambda_exp,
 
 with t1 = 0.15 and t2 = 0.25. The official code applies the same ramp to ``pytorch3d.knn_points``
-output, i.e. to *squared* distances, with 0.1 / 0.25 in BFM decimetre units; ``mode="squared"``
-reproduces that form (``d`` is then the squared distance, thresholds on d^2). See
-docs/methods/gaussian_head_avatar.md for why the default is the paper's Euclidean form.
+output, i.e. to *squared* distances, with near 0.1 / far 0.25 in BFM decimetre units (canonical
+units here, since the canonical unit is GHA's 0.1 m). ``mode="squared"`` (the default) is that
+form: ``d`` is the squared distance and the thresholds apply to d^2. ``mode="euclidean"`` is the
+paper's form (distances in head lengths).
 """
 
 from __future__ import annotations
@@ -35,17 +36,17 @@ def ramp_weights(d: torch.Tensor, t1: float, t2: float) -> torch.Tensor:
     return torch.clamp((t2 - d) / (t2 - t1), 0.0, 1.0)
 
 
-def blend_weights(points: torch.Tensor, guides: torch.Tensor, t1: float = 0.15, t2: float = 0.25,
-                  head_length: float = 1.0, mode: str = "euclidean") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def blend_weights(points: torch.Tensor, guides: torch.Tensor, t1: float = 0.1, t2: float = 0.25,
+                  head_length: float = 1.0, mode: str = "squared") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Blending weights of the expression and pose branches.
 
     Args:
         points: (N, 3) canonical positions.
         guides: (G, 3) canonical guide points (GHA: the learnt neutral landmarks).
-        t1, t2: thresholds in head lengths (``mode="euclidean"``) or on the squared distance in
-            canonical units (``mode="squared"``, the official code's form).
+        t1, t2: thresholds on the squared distance in canonical units (``mode="squared"``, the
+            official code's form: 0.1, 0.25) or in head lengths (``mode="euclidean"``, paper: 0.15, 0.25).
         head_length: canonical length of one head length (euclidean mode only).
-        mode: ``"euclidean"`` | ``"squared"``.
+        mode: ``"squared"`` (official code) | ``"euclidean"`` (paper).
     Returns:
         exp_w (N, 1), pose_w (N, 1), d (N,) the distance the ramp was applied to.
     """

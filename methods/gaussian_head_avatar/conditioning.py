@@ -12,10 +12,14 @@ to FLAME as follows:
       world = R_g (R_n (x_f - J1) + J1 - J0) + J0 + t = R x_f + t',   R = R_g R_n.
 
   Canonical space is the zero-pose FLAME space, centred and scaled: ``x_f = s x_c + c`` with ``c``
-  the bbox centre of the subject's neutral FLAME head and ``s`` chosen so that its largest
-  half-extent is ``canonical_extent`` (0.7 by default, inside the SDF sphere and the tet grid).
-  So ``world = S x_c R^T + T`` with ``S = s``, ``T = R c + t'`` -- GHA's ``(x S) R^T + T``. The pose
-  code is ``[rotvec(R), (T - c) / s]`` (6-d, zero at rest), positionally encoded to 54-d like GHA's.
+  the bbox centre of the subject's neutral FLAME head and ``s = canonical_unit`` metres per unit.
+  The default 0.1 m is GHA's unit: its canonical space is the BFM09 model space, which the
+  official BFM conversion scales to decimetres. Every canonical-unit hyperparameter (deformation
+  scale, positional-encoding frequencies, stage-1 landmark/SDF losses, sphere radius, blend
+  thresholds) therefore means what it means officially. ``world = S x_c R^T + T`` with ``S = s``,
+  ``T = R c + t'`` -- GHA's ``(x S) R^T + T``. The pose code is ``[rotvec(R), T - c]`` (6-d, zero
+  at rest; the translation in world metres like GHA's ``pose[3:]``, which is the tracked world
+  translation), positionally encoded to 54-d like GHA's.
 - **guide points** (GHA: 66 BFM landmarks + 358 subsampled BFM vertices = 424) = a fixed subset of
   FLAME vertices: farthest-point samples of the FLAME ``face`` region (all non-teeth vertices when
   the model has no such mask). Their canonicalised positions (FLAME with the frame's expression,
@@ -68,7 +72,7 @@ class HeadCondition:
 
     Attributes:
         exp: (E,) expression code.
-        pose: (6,) pose code ``[rotvec(R), (T - c)/s]``.
+        pose: (6,) pose code ``[rotvec(R), T - c]`` (radians, metres).
         R: (3, 3), T: (3,), S: () -- ``world = S x_c R^T + T``.
         guides: (G, 3) canonical guide points of this frame (stage-1 landmark targets).
         flame_canonical: (V, 3) the frame's zero-pose FLAME vertices in canonical units.
@@ -95,11 +99,11 @@ class FlameConditioning:
         identity: the subject's driving dict used for the neutral head (``shape``, ``static_offset``).
         n_expr: expression components used (GHA BFM: 64; FLAME tracking: 100).
         n_guides: number of guide points (GHA: 424).
-        canonical_extent: largest half-extent of the neutral head in canonical units.
+        canonical_unit: metres per canonical unit (GHA: 0.1, BFM decimetres).
     """
 
     def __init__(self, flame, identity: dict, *, n_expr: int = 100, n_guides: int = 424,
-                 canonical_extent: float = 0.7, use_jaw: bool = True, use_eyes: bool = True):
+                 canonical_unit: float = 0.1, use_jaw: bool = True, use_eyes: bool = True):
         self.flame = flame
         self.device = flame.v_template.device
         self.n_expr = int(n_expr)
@@ -113,10 +117,14 @@ class FlameConditioning:
         base = neutral[:n_base]
         lo, hi = base.min(0).values, base.max(0).values
         self.center = (lo + hi) / 2
-        self.scale = float((hi - lo).max() / 2 / canonical_extent)
+        if not float(canonical_unit) > 0:
+            raise ValueError(f"canonical_unit must be > 0 metres, got {canonical_unit!r}")
+        self.scale = float(canonical_unit)
         #: front-to-back extent of the neutral head (FLAME looks along +z), in canonical units
         self.head_length = float((hi[2] - lo[2]) / self.scale)
         self.neutral_canonical = (neutral - self.center) / self.scale  # (V, 3)
+        #: (3,) largest |coordinate| of the neutral head (FLAME proper) per axis, canonical units
+        self.half_extent = ((hi - lo) / 2 / self.scale).detach().cpu()
 
         masks = getattr(flame, "masks", {}) or {}
         face = np.asarray(masks.get("face", []), dtype=np.int64)
@@ -191,11 +199,11 @@ class FlameConditioning:
         t_prime = Rg @ (J1 - Rn @ J1 - J0) + J0 + vec("translation", 3)
         T = R @ self.center + t_prime
         S = torch.tensor(self.scale, device=dev)
-        pose = torch.cat([rotmat_to_rotvec(R), (T - self.center) / self.scale])
+        pose = torch.cat([rotmat_to_rotvec(R), T - self.center])
         flame_c = (verts - self.center) / self.scale
         return HeadCondition(exp=exp, pose=pose, R=R, T=T, S=S, guides=flame_c[self.guide_ids],
                              flame_canonical=flame_c)
 
     def rigid_from_pose(self, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(6,) pose code (possibly refined) -> R (3, 3), T (3,). Inverse of the encoding."""
-        return rotvec_to_rotmat(pose[:3]), pose[3:] * self.scale + self.center
+        return rotvec_to_rotmat(pose[:3]), pose[3:] + self.center

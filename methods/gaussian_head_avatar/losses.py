@@ -1,7 +1,9 @@
 """GHA losses and the stage-2 augmentation.
 
 Stage 1 (``MeshHeadTrainer``): ``0.1 L_rgb + 0.1 L_sil + 1 L_def + 0.01 L_offset + 0.1 L_lmk + 100 L_lap``.
-Stage 2 (``GaussianHeadTrainer``): ``L1(SR, GT) + L1(render[:3], GT_lowres) + 0.1 LPIPS-VGG(random crop)``.
+Stage 2 (``GaussianHeadTrainer``): ``L1(SR(aug(render)), aug(GT)) + L1(render[:3], GT_lowres) +
+0.1 LPIPS-VGG(random crop of the SR pair)``; only the super-resolution terms see the zoom
+augmentation ``aug``, the low-resolution L1 compares the un-augmented render with the downsampled GT.
 """
 
 from __future__ import annotations
@@ -62,20 +64,32 @@ def _fit(x: torch.Tensor, size: tuple[int, int], offset: tuple[int, int], fill: 
 
 
 def random_scale_crop(low: torch.Tensor, high: torch.Tensor, factor: int, scale: float, u: tuple[float, float],
-                      fill: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """GHA's stage-2 zoom augmentation, applied jointly to the low-res render and the GT.
+                      fill: float = 1.0, mode: str = "nearest") -> tuple[torch.Tensor, torch.Tensor]:
+    """GHA's stage-2 zoom augmentation (``GaussianHeadTrainer.random_crop``), applied jointly to the
+    low-res render and the GT that the super-resolution branch sees.
 
-    Both are resized by ``scale`` (low to ``round(h s)``, high to ``factor`` times that), then cropped
-    (zoom in) or padded with ``fill`` (zoom out) back to their sizes at a random, pixel-aligned
-    position given by ``u`` in [0, 1)^2.
+    Both are resized by ``scale``: low to ``floor(h s) x floor(w s)`` (GHA quantises its factor to
+    ``int(512 s) / 512``), high to ``factor`` times that; then cropped (zoom in) or padded with
+    ``fill`` (zoom out) back to their sizes at a random, pixel-aligned position given by ``u`` in
+    [0, 1)^2 (the high-res offset is ``factor`` times the low-res one, as officially).
 
     Args:
         low: (B, C, h, w) rendered feature map; high: (B, 3, factor h, factor w) ground truth.
+        mode: ``"nearest"`` (official: ``F.interpolate`` without a mode) or ``"smooth"`` (bilinear,
+            and area for shrinking the GT).
+    Returns:
+        the augmented (B, C, h, w) and (B, 3, factor h, factor w).
     """
+    if mode not in ("nearest", "smooth"):
+        raise ValueError(f"augmentation mode must be 'nearest' or 'smooth', got {mode!r}")
     h, w = low.shape[-2:]
-    hs, ws = max(1, round(h * scale)), max(1, round(w * scale))
-    low_s = resize_chw(low, (hs, ws))
-    high_s = resize_chw(high, (hs * factor, ws * factor), "area" if scale < 1 else "bilinear")
+    hs, ws = max(1, int(math.floor(h * scale + 1e-9))), max(1, int(math.floor(w * scale + 1e-9)))
+    if mode == "nearest":
+        low_s = low if (hs, ws) == (h, w) else F.interpolate(low, size=(hs, ws), mode="nearest")
+        high_s = high if (hs, ws) == (h, w) else F.interpolate(high, size=(hs * factor, ws * factor), mode="nearest")
+    else:
+        low_s = resize_chw(low, (hs, ws))
+        high_s = resize_chw(high, (hs * factor, ws * factor), "area" if scale < 1 else "bilinear")
     dy, dx = hs - h, ws - w
     oy = int(math.floor(u[0] * (abs(dy) + 1))) * (1 if dy >= 0 else -1)
     ox = int(math.floor(u[1] * (abs(dx) + 1))) * (1 if dx >= 0 else -1)

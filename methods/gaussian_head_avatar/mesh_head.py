@@ -35,12 +35,12 @@ from .tetgrid import TetGrid
 
 @dataclass
 class BlendConfig:
-    """Blending thresholds (see :mod:`.blending`)."""
+    """Blending thresholds (see :mod:`.blending`; defaults: the official code's squared form)."""
 
-    t1: float = 0.15
+    t1: float = 0.1
     t2: float = 0.25
     head_length: float = 1.0
-    mode: str = "euclidean"
+    mode: str = "squared"
 
     def weights(self, points: torch.Tensor, guides: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ew, pw, _ = blend_weights(points, guides, self.t1, self.t2, self.head_length, self.mode)

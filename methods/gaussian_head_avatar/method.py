@@ -76,8 +76,13 @@ class GaussianHeadAvatar(AvatarMethod):
                 identity[k] = self.subject.canonical[k]
         c = cfg.conditioning
         self.cond = FlameConditioning(self.flame, identity, n_expr=int(c.n_expr), n_guides=int(c.n_guides),
-                                      canonical_extent=float(c.canonical_extent), use_jaw=bool(c.use_jaw),
+                                      canonical_unit=float(c.canonical_unit), use_jaw=bool(c.use_jaw),
                                       use_eyes=bool(c.use_eyes))
+        bound = float(mcfg.grid_bound)
+        need = float(self.cond.half_extent.max())
+        if need >= bound:
+            raise ConfigError(f"method.mesh.grid_bound={bound}: the neutral head reaches {need:.3f} canonical units "
+                              f"({c.canonical_unit} m each) from the grid centre; expected a bound above that")
         b = cfg.blend
         head_len = self.cond.head_length if str(b.head_length) == "auto" else float(b.head_length)
         self.blend = BlendConfig(float(b.t1), float(b.t2), head_len, str(b.mode))
@@ -328,15 +333,19 @@ class GaussianHeadAvatar(AvatarMethod):
         gt = _hwc_to_bchw(sample.image)[..., :h * f, :wd * f]
         if gt.shape[-2:] != (h * f, wd * f):  # images smaller than the factor
             gt = resize_chw(gt, (h * f, wd * f))
+        # low-resolution L1: the un-augmented render against the downsampled GT (official
+        # ``loss_rgb_lr``); only the super-resolution branch sees the zoom augmentation
+        gt_low = resize_chw(gt, (h, wd), "area")
+        l_lr = F.l1_loss(feat[:, :3], gt_low)
+        sr_in, sr_gt = feat, gt
         aug = list(gcfg.augment_scale) if gcfg.augment_scale else None
         if aug and self.sr is not None:
             s = aug[0] + (aug[1] - aug[0]) * float(self._rand())
             u = self._rand(2).tolist()
-            feat, gt = random_scale_crop(feat, gt, self.sr_factor, s, (u[0], u[1]), fill=1.0)
-        gt_low = resize_chw(gt, (h, wd), "area")
-        hr = self._upsample(feat)
-        l_hr = F.l1_loss(hr, gt)
-        l_lr = F.l1_loss(feat[:, :3], gt_low)
+            sr_in, sr_gt = random_scale_crop(feat, gt, self.sr_factor, s, (u[0], u[1]), fill=1.0,
+                                             mode=str(gcfg.get("augment_mode", "nearest")))
+        hr = self._upsample(sr_in)
+        l_hr = F.l1_loss(hr, sr_gt)
         loss = float(w.sr_l1) * l_hr + float(w.lowres_l1) * l_lr
         logs: dict[str, Any] = {"loss_hr": float(l_hr.detach()), "loss_lr": float(l_lr.detach())}
         if self.perceptual is not None and self.perceptual.enabled and float(w.perceptual) > 0:
@@ -344,7 +353,7 @@ class GaussianHeadAvatar(AvatarMethod):
             frac = float(gcfg.perceptual_crop)
             size = (min(H, max(64, math.ceil(H * frac))), min(W, max(64, math.ceil(W * frac))))
             u = self._rand(2).tolist()
-            a, b = random_crop_pair(hr, gt, size, (u[0], u[1]))
+            a, b = random_crop_pair(hr, sr_gt, size, (u[0], u[1]))
             l_p = self.perceptual(a, b)
             loss = loss + float(w.perceptual) * l_p
             logs["loss_lpips"] = float(l_p.detach())

@@ -1,12 +1,14 @@
 """GHA's x4 super-resolution network (a UNet-decoder-style upsampler without skip inputs).
 
     inc : DoubleConv(in -> 4C)
-    up1 : bilinear x2 -> DoubleConv(4C -> 2C)
-    up2 : bilinear x2 -> DoubleConv(2C -> C)
+    up1 : bilinear x2 (align_corners=True) -> DoubleConv(4C -> 2C)
+    up2 : bilinear x2 (align_corners=True) -> DoubleConv(2C -> C)
     outc: 1x1 conv -> out, sigmoid
     DoubleConv = [3x3 conv (no bias) -> InstanceNorm -> ReLU] x 2
 
-With the configs' ``capacity`` C = 32 the channels are 32 -> 128 -> 64 -> 32 -> 3.
+With the configs' ``capacity`` C = 32 the channels are 32 -> 128 -> 64 -> 32 -> 3. The official
+``Up`` block is ``nn.Upsample(scale_factor=2, mode='bilinear', align_corners=True)``: output pixel
+``i`` of a side ``n -> 2n`` samples input position ``i (n - 1) / (2n - 1)`` (corners coincide).
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 2H, 2W), bilinear with ``align_corners=True`` (GHA's ``Up``)."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
 class DoubleConv(nn.Sequential):
@@ -42,6 +49,6 @@ class SuperResolution(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.inc(x)
-        y = self.up1(F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False))
-        y = self.up2(F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False))
+        y = self.up1(upsample2x(y))
+        y = self.up2(upsample2x(y))
         return torch.sigmoid(self.outc(y))

@@ -49,12 +49,10 @@ def test_flame_conditioning_matches_flame_rigid_head_motion():
     flame.posedirs.zero_()  # pose correctives are not rigid; without them the head moves rigidly
     rng = np.random.default_rng(0)
     shape = (rng.normal(size=300) * 0.5).astype(np.float32)
-    cond = FlameConditioning(flame, {"shape": shape}, n_guides=64, canonical_extent=0.7)
+    cond = FlameConditioning(flame, {"shape": shape}, n_guides=64)
     assert cond.exp_dim == 109 and cond.guide_ids.numel() == 64
     assert set(cond.guide_ids.tolist()) <= set(flame.masks["face"].tolist())
     assert set(cond.mouth_ids.tolist()) == set(flame.masks["lips"].tolist())
-    base = cond.neutral_canonical[: flame.num_base_verts]
-    assert abs(float((base.max(0).values - base.min(0).values).max()) / 2 - 0.7) < 1e-5
 
     drv = _driving(rng, shape, flame.num_verts)
     c = cond.encode(drv)
@@ -70,6 +68,40 @@ def test_flame_conditioning_matches_flame_rigid_head_motion():
     assert torch.allclose(R, c.R, atol=1e-6) and torch.allclose(T, c.T, atol=1e-6)
     rest = cond.encode({"shape": shape})
     assert float(rest.pose.abs().max()) < 1e-6 and torch.allclose(rest.guides, cond.neutral_canonical[cond.guide_ids])
+    # the pose code's translation is in world metres (GHA's pose[3:] is the tracked world translation)
+    moved = cond.encode({**{"shape": shape}, "translation": np.array([0.01, -0.02, 0.03], np.float32)})
+    assert torch.allclose(moved.pose[3:], torch.tensor([0.01, -0.02, 0.03]), atol=1e-7)
+    assert float(moved.pose[:3].abs().max()) < 1e-7
+
+
+def test_canonical_unit_is_the_official_decimetre_on_the_stand_in_head():
+    """GHA's canonical space is BFM09 in decimetres (3DMM-Fitting-Pytorch's conversion divides the
+    micrometre model by 1e5): one canonical unit is 0.1 m, so deform_scale 0.3 moves a point by at
+    most 3 cm and the radius-1 sphere is 10 cm. Pinned on the stand-in head in metres."""
+    from avatarbench.methods.gaussian_head_avatar.conditioning import FlameConditioning
+
+    flame = _flame()
+    cond = FlameConditioning(flame, {}, n_guides=16)
+    assert cond.scale == 0.1
+    with torch.no_grad():
+        v = flame.forward_dict({}).verts[0].double()  # the neutral head in FLAME metres
+    base = v[: flame.num_base_verts]
+    lo, hi = base.min(0).values, base.max(0).values
+    # independent arithmetic: canonical = (metres - bbox centre) / 0.1
+    expect = (v - (lo + hi) / 2) / 0.1
+    assert torch.allclose(cond.neutral_canonical.double(), expect, atol=1e-5)
+    # the stand-in head is 0.305 m tall (neck included) -> 3.05 canonical units; 0.1684 m wide -> 1.684
+    ext = cond.neutral_canonical[: flame.num_base_verts]
+    size = (ext.max(0).values - ext.min(0).values).double()
+    assert torch.allclose(size, (hi - lo) * 10, atol=1e-5)
+    assert abs(float(size[1]) - 3.05) < 1e-4 and abs(float(size[0]) - 1.684) < 1e-3
+    # one canonical unit maps to 0.1 m in the world (S), and a canonical displacement of 0.3 to 3 cm
+    c = cond.encode({})
+    assert abs(float(c.S) - 0.1) < 1e-7  # float32
+    p = cond.neutral_canonical[:1]
+    assert abs(float((c.to_world(p + torch.tensor([[0.3, 0, 0]])) - c.to_world(p)).norm()) - 0.03) < 1e-6
+    with pytest.raises(ValueError, match="canonical_unit"):
+        FlameConditioning(flame, {}, n_guides=16, canonical_unit=0.0)
 
 
 # ---------------------------------------------------------------------------------- tiny subject
