@@ -13,12 +13,12 @@ import json
 import tempfile
 from pathlib import Path
 
+from avatarbench.engine.config import DEFAULT_SUBJECT as SUBJECT  # the full-phenomena world
 from avatarbench.engine.config import RunRequest
 from avatarbench.engine.registry import get_spec
 from avatarbench.engine.run import execute
 from avatarbench.results.regression import make_reference, regression_dir
 
-SUBJECT = {"head": "synth_head_a", "body": "synth_body_a"}
 
 
 def main():

@@ -176,7 +176,9 @@ def _bench_one(name, preset, train_steps, render_repeats, threads, device) -> di
     from avatarbench.render import set_default_backend
 
     spec = get_spec(name)
-    subject = "synth_head_a" if spec.kind == "head" else "synth_body_a"
+    from avatarbench.engine.config import DEFAULT_SUBJECT
+
+    subject = DEFAULT_SUBJECT[spec.kind]
     cfg = resolve_config(RunRequest(name, "self_reenact", preset, subject=subject))
     cfg.engine.device = str(device)
     # the thread count a run of this preset uses (smoke: 1); torch's default otherwise. Without
