@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import _cpp_backend
 from ._gsplat_backend import gsplat_available, rasterization_gsplat
-from ._torch_backend import rasterization_torch
+from ._torch_backend import rasterization_torch, single_thread
 
 __all__ = ["rasterize", "RENDER_MODES", "BACKENDS"]
 
@@ -164,6 +164,12 @@ def rasterize(
     if means.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"rasterize: CPU backends support float32/float64, got {means.dtype}")
     if backend == "cpp":
-        kwargs.update(compositor=_cpp_backend.compositor_for(means), backend_name="cpp")
+        # the C++ kernel runs on torch.get_num_threads() threads of its own; the small torch ops
+        # around it (projection, binning) run on one, which is never slower on a shared machine
+        kwargs.update(compositor=_cpp_backend.compositor_for(means, threads=torch.get_num_threads()),
+                      backend_name="cpp")
+        with single_thread():
+            return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width),
+                                       int(height), **kwargs)
     return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
                                **kwargs)

@@ -152,6 +152,7 @@ class RasterizeTilesCpp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, backgrounds, bins: TileBins, width, height, absgrad, block):
         lib = load()
+        ctx.threads = _state.get("threads") or torch.get_num_threads()
         I, N, D = colors.shape
         m2d = means2d.detach().reshape(I * N, 2).contiguous()
         con = conics.detach().reshape(I * N, 3).contiguous()
@@ -164,7 +165,7 @@ class RasterizeTilesCpp(torch.autograd.Function):
         getattr(lib, "rc_forward_" + _suffix(col.dtype))(
             _ptr(m2d), _ptr(con), _ptr(col), _ptr(op), _ptr(bg), _ptr(bins.flat_ids), _ptr(bins.slot_tiles),
             _ptr(bins.slot_offsets), bins.slot_tiles.numel(), I, D, width, height, bins.tile_size, bins.tiles_x,
-            bins.tiles_y, torch.get_num_threads(), _ptr(out), _ptr(tfin), _ptr(last))
+            bins.tiles_y, ctx.threads, _ptr(out), _ptr(tfin), _ptr(last))
         ctx.save_for_backward(means2d, conics, colors, opacities, backgrounds, tfin, last)
         ctx.bins, ctx.absgrad, ctx.size = bins, absgrad, (width, height)
         return out, (1.0 - tfin).unsqueeze(-1)
@@ -193,7 +194,7 @@ class RasterizeTilesCpp(torch.autograd.Function):
             _ptr(m2d), _ptr(con), _ptr(col), _ptr(op), _ptr(bg), _ptr(bins.flat_ids), _ptr(bins.slot_tiles),
             _ptr(bins.slot_offsets), bins.slot_tiles.numel(), M, D, width, height, bins.tile_size, bins.tiles_x,
             bins.tiles_y, _ptr(tfin), _ptr(last), _ptr(v_out), _ptr(va), int(bool(ctx.absgrad)),
-            torch.get_num_threads(), _ptr(rec), _ptr(acc))
+            ctx.threads, _ptr(rec), _ptr(acc))
         v_m2d, v_con, v_op, v_abs, v_col = acc[:, 0:2], acc[:, 2:5], acc[:, 5], acc[:, 6:8], acc[:, 8:]
         v_bg = None
         if backgrounds is not None and ctx.needs_input_grad[4]:
@@ -204,11 +205,15 @@ class RasterizeTilesCpp(torch.autograd.Function):
                 None, None, None, None, None)
 
 
-def compositor_for(t: Tensor):
-    """The compositing Function to use for tensors like ``t`` under backend ``cpp``."""
+def compositor_for(t: Tensor, threads: int | None = None):
+    """The compositing Function to use for tensors like ``t`` under backend ``cpp``.
+
+    ``threads``: how many threads the kernel uses (default ``torch.get_num_threads()``).
+    """
     if t.device.type != "cpu":
         raise ValueError("rasterize: backend='cpp' needs CPU tensors")
     if load() is None:
         raise RuntimeError(f"rasterize: backend='cpp' is unavailable ({_state.get('reason')})")
     _suffix(t.dtype)
+    _state["threads"] = max(1, int(threads or torch.get_num_threads()))
     return RasterizeTilesCpp
