@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import _cpp_backend
 from ._gsplat_backend import gsplat_available, rasterization_gsplat
-from ._torch_backend import rasterization_torch, single_thread
+from ._torch_backend import RestoreThreads, rasterization_torch, single_thread, unpin_threads
 
 __all__ = ["rasterize", "RENDER_MODES", "BACKENDS"]
 
@@ -163,6 +163,15 @@ def rasterize(
                                     channel_chunk=channel_chunk, **kwargs)
     if means.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"rasterize: CPU backends support float32/float64, got {means.dtype}")
+    unpin_threads()  # a previous backward that stopped early may have left one thread set
+    if torch.is_grad_enabled():
+        # identity whose backward restores the thread count the compositing backward pinned to 1
+        ins = [means, quats, scales, opacities, colors, viewmats, Ks] + ([backgrounds] if backgrounds is not None
+                                                                          else [])
+        if any(t.requires_grad for t in ins):
+            outs = RestoreThreads.apply(*ins)
+            means, quats, scales, opacities, colors, viewmats, Ks = outs[:7]
+            kwargs["backgrounds"] = outs[7] if backgrounds is not None else None
     if backend == "cpp":
         # the C++ kernel runs on torch.get_num_threads() threads of its own; the small torch ops
         # around it (projection, binning) run on one, which is never slower on a shared machine
@@ -171,5 +180,6 @@ def rasterize(
         with single_thread():
             return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width),
                                        int(height), **kwargs)
-    return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
-                               **kwargs)
+    with single_thread():  # the torch backend is hundreds of small ops: one thread is never slower
+        return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
+                                   **kwargs)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ._torch_backend import pin_one_thread
 from .tiles import TileBins
 
 _SOURCE = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
@@ -90,6 +91,7 @@ def _bind(lib) -> None:
                        ("rc_backward_f64", bwd)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, None
+    lib.rc_count_evals.argtypes, lib.rc_count_evals.restype = [p] * 6 + [i64] + [i32] * 5 + [p], None
     lib.rc_abi_version.restype = ctypes.c_int
     if lib.rc_abi_version() != _ABI_VERSION:
         raise RuntimeError(f"library ABI {lib.rc_abi_version()} != {_ABI_VERSION}")
@@ -201,8 +203,28 @@ class RasterizeTilesCpp(torch.autograd.Function):
             v_bg = (v_out * tfin[..., None]).reshape(I, -1, D).sum(1)
         if ctx.absgrad:
             means2d.absgrad = v_abs.reshape(I, N, 2)
+        pin_one_thread()  # the projection backward that follows runs on one thread
         return (v_m2d.reshape(I, N, 2), v_con.reshape(I, N, 3), v_col.reshape(I, N, D), v_op.reshape(I, N), v_bg,
                 None, None, None, None, None)
+
+
+def count_evals(means2d: Tensor, conics: Tensor, opacities: Tensor, bins: TileBins, width: int,
+                height: int) -> tuple[int, int]:
+    """Gaussian-pixel evaluations of gsplat's per-pixel loop: (forward, backward) totals.
+
+    Forward counts each pixel's list entries up to and including the one that saturates T;
+    backward counts entries up to the pixel's last contributor. Inputs as for the compositor
+    (float32, flattened over images).
+    """
+    lib = load()
+    out = torch.zeros(2, dtype=torch.int64)
+    m2d = means2d.detach().float().reshape(-1, 2).contiguous()
+    con = conics.detach().float().reshape(-1, 3).contiguous()
+    op = opacities.detach().float().reshape(-1).contiguous()
+    lib.rc_count_evals(_ptr(m2d), _ptr(con), _ptr(op), _ptr(bins.flat_ids), _ptr(bins.slot_tiles),
+                       _ptr(bins.slot_offsets), bins.slot_tiles.numel(), width, height, bins.tile_size, bins.tiles_x,
+                       bins.tiles_y, _ptr(out))
+    return int(out[0]), int(out[1])
 
 
 def compositor_for(t: Tensor, threads: int | None = None):

@@ -112,6 +112,40 @@ def single_thread():
         torch.set_num_threads(n)
 
 
+_pinned_from: list[int] = []  # the thread count to restore after a pinned backward, if any
+
+
+def pin_one_thread() -> None:
+    """Called at the end of a compositing backward: the projection/SH backward that follows is
+    many small ops, which collapse with 2+ threads on a busy machine (issue 11), so they run on
+    one thread until :class:`RestoreThreads` (at rasterize()'s inputs) puts the count back."""
+    n = torch.get_num_threads()
+    if n > 1 and not _pinned_from:
+        _pinned_from.append(n)
+        torch.set_num_threads(1)
+
+
+def unpin_threads() -> None:
+    """Restore the thread count saved by :func:`pin_one_thread` (no-op when nothing is pinned)."""
+    if _pinned_from:
+        torch.set_num_threads(_pinned_from.pop())
+
+
+class RestoreThreads(torch.autograd.Function):
+    """Identity on rasterize()'s inputs whose backward restores the thread count (see
+    :func:`pin_one_thread`). A backward that stops before the inputs (``autograd.grad`` w.r.t.
+    ``means2d`` only) leaves one thread set until the next rasterize() call restores it."""
+
+    @staticmethod
+    def forward(ctx, *tensors):
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        unpin_threads()
+        return grads
+
+
 class _Block:
     """Per-pixel quantities of one block of tiles, each (Tc, P, L).
 
@@ -188,7 +222,9 @@ class _RasterizeTiles(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_out, v_alphas):
         with single_thread():
-            return _RasterizeTiles._backward(ctx, v_out, v_alphas)
+            grads = _RasterizeTiles._backward(ctx, v_out, v_alphas)
+        pin_one_thread()
+        return grads
 
     @staticmethod
     def _backward(ctx, v_out, v_alphas):

@@ -189,3 +189,30 @@ def test_fallback_to_torch_with_one_line(env, tmp_path):
     assert "using the torch backend" in lines[0]
     assert ("/nonexistent/c++" in lines[0]) if "CXX" in env else ("AVATARBENCH_NO_COMPILE" in lines[0])
     assert not list(tmp_path.rglob("*.so"))  # nothing half-built left in the cache
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_projection_backward_runs_on_one_thread_and_count_is_restored(backend):
+    """The compositing backward pins torch to one thread for the projection backward (many small
+    ops that collapse with 2 threads on a busy machine); the caller's count is back afterwards."""
+    sc = random_scene(n=30, n_cameras=1, seed=15, width=20, height=16)
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        params = {k: sc[k].clone().requires_grad_(True) for k in PARAM_KEYS}
+        img, alpha, meta = rasterize(*[params[k] for k in PARAM_KEYS], sc["viewmats"], sc["Ks"], sc["width"],
+                                     sc["height"], backend=backend)
+        seen = []
+        meta["means2d"].register_hook(lambda g: seen.append(torch.get_num_threads()))
+        (img.sum() + alpha.sum()).backward()
+        assert seen == [1]  # during the projection backward
+        assert torch.get_num_threads() == 2  # restored at rasterize()'s inputs
+        assert float(params["means"].grad.abs().max()) > 0
+        # a backward that stops at means2d leaves the pin; the next rasterize() call undoes it
+        img, alpha, meta = rasterize(*[params[k] for k in PARAM_KEYS], sc["viewmats"], sc["Ks"], sc["width"],
+                                     sc["height"], backend=backend)
+        torch.autograd.grad(img.sum(), meta["means2d"])
+        rasterize(*[sc[k] for k in PARAM_KEYS], sc["viewmats"], sc["Ks"], sc["width"], sc["height"], backend=backend)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(n)

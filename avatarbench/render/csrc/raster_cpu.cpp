@@ -12,14 +12,17 @@
 // recovering T by division, as gsplat's _bwd_kernel does.
 //
 // Plain C ABI (no torch headers: builds in seconds with any C++17 compiler), loaded with ctypes.
-// Speed: tiles are handed out one at a time from an atomic counter to nthreads std::threads
-// (longest lists first, since slots are sorted that way), so a descheduled thread never holds back
-// more than one tile. Inside a tile the loop is Gaussian-outer, pixel-inner, and for each Gaussian
+// Speed: tiles are handed out one at a time from an atomic counter to a persistent thread pool
+// (longest lists first, since slots are sorted that way; see Pool). Inside a tile the loop is Gaussian-outer, pixel-inner, and for each Gaussian
 // only the pixels of the ellipse {sigma <= ln(255 o) + margin} are visited (row range, then a
 // per-row column span from the quadratic); every visited pixel is still tested exactly.
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <thread>
@@ -51,7 +54,7 @@ inline TileGeom tile_geom(int64_t tile, int tiles_x, int tiles_y, int ts, int wi
 
 // Rows [r0, r1] of the tile and, per row, columns [c0, c1] that may hold sigma <= thr.
 struct Ellipse {
-  double mx, my, a, b, c, thr;
+  double mx, my, a, b, c, thr, inva = 0.0;
   bool bounded;
   int r0, r1;
   void init(double mx_, double my_, double a_, double b_, double c_, double o, const TileGeom& g) {
@@ -74,6 +77,7 @@ struct Ellipse {
       return;
     }
     const double ry = std::sqrt(2.0 * thr * a / det);
+    inva = 1.0 / a;
     const double lo = std::max(-1.0, std::ceil(my - ry)), hi = std::min((double)g.th, std::floor(my + ry));
     r0 = (int)std::max(0.0, lo);
     r1 = (int)std::min((double)(g.th - 1), hi);
@@ -89,7 +93,7 @@ struct Ellipse {
     const double disc = b * b * dy * dy - a * (c * dy * dy - 2.0 * thr);
     if (disc < 0.0) return false;
     const double sq = std::sqrt(disc);
-    const double dlo = (-b * dy - sq) / a, dhi = (-b * dy + sq) / a;  // dx = mean - pixel in [dlo, dhi]
+    const double dlo = (-b * dy - sq) * inva, dhi = (-b * dy + sq) * inva;  // dx = mean - pixel in [dlo, dhi]
     const double lo = std::max(-1.0, std::ceil(mx - dhi)), hi = std::min((double)tw, std::floor(mx - dlo));
     c0 = (int)std::max(0.0, lo);
     c1 = (int)std::min((double)(tw - 1), hi);
@@ -97,19 +101,93 @@ struct Ellipse {
   }
 };
 
-// Runs body(slot) for every slot, dynamically scheduled over nthreads threads (the caller is one).
+// A persistent pool of worker threads (created on first use, grown on demand). A call publishes a
+// job; the calling thread and up to nthreads - 1 workers claim tiles from an atomic counter; the
+// caller then waits only for tiles that were *claimed*, never for a worker that has not woken up
+// yet -- so on a machine where other processes hold the cores, a second thread can only help
+// (a late worker finds the queue empty). Calls are serialised by a mutex. After fork() the child
+// has no workers and the caller simply does every tile itself.
+struct Job {
+  const std::function<void(int64_t)>* body;
+  int64_t n;
+  int max_workers;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+};
+
+class Pool {
+ public:
+  static Pool& get() {
+    static Pool* pool = new Pool();  // never destroyed: workers may outlive static destructors
+    return *pool;
+  }
+  void run(int64_t n, int nthreads, const std::function<void(int64_t)>& body) {
+    std::lock_guard<std::mutex> call_lock(call_mu_);
+    auto job = std::make_shared<Job>();
+    job->body = &body;
+    job->n = n;
+    job->max_workers = std::max(0, nthreads - 1);
+    if (job->max_workers > 0) {
+      ensure_workers(job->max_workers);
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        job_ = job;
+        ++gen_;
+      }
+      cv_.notify_all();
+    }
+    work(*job);
+    if (job->done.load() < n) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [&] { return job->done.load() >= n; });
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    job_.reset();
+  }
+
+ private:
+  void work(Job& job) {
+    for (int64_t s = job.next.fetch_add(1); s < job.n; s = job.next.fetch_add(1)) {
+      (*job.body)(s);
+      if (job.done.fetch_add(1) + 1 == job.n) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_all();
+      }
+    }
+  }
+  void ensure_workers(int k) {
+    while ((int)n_workers_ < k) {
+      const int id = n_workers_++;
+      std::thread([this, id] { loop(id); }).detach();
+    }
+  }
+  void loop(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return gen_ != seen; });
+        seen = gen_;
+        job = job_;
+      }
+      if (job && id < job->max_workers) work(*job);
+    }
+  }
+  std::mutex call_mu_, mu_;
+  std::condition_variable cv_, done_cv_;
+  std::shared_ptr<Job> job_;
+  uint64_t gen_ = 0;
+  std::atomic<int> n_workers_{0};
+};
+
+// Runs body(slot) for every slot on up to nthreads threads (the caller is one), longest first.
 template <typename F>
 void for_each_slot(int64_t n_slots, int nthreads, const F& body) {
   if (n_slots <= 0) return;
-  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, n_slots));
-  std::atomic<int64_t> next(0);
-  auto work = [&]() {
-    for (int64_t s = next.fetch_add(1); s < n_slots; s = next.fetch_add(1)) body(s);
-  };
-  std::vector<std::thread> pool;
-  for (int64_t i = 1; i < nt; ++i) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  const int nt = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, n_slots));
+  const std::function<void(int64_t)> fn = [&](int64_t s) { body(s); };
+  Pool::get().run(n_slots, nt, fn);
 }
 
 template <typename T, int DC>
@@ -363,6 +441,41 @@ void backward_any(const T* m2d, const T* con, const T* col, const T* op, const T
   }
 }
 
+// Work counts of gsplat's per-pixel loop (for the benchmark's arithmetic floor): per pixel, the
+// list entries the forward evaluates (up to and including the one that would saturate T) and the
+// entries the backward evaluates (up to the last contributor). Single-threaded, float32 inputs.
+void count_evals(const float* m2d, const float* con, const float* op, const int64_t* ids, const int64_t* slot_tiles,
+                 const int64_t* slot_off, int64_t n_slots, int width, int height, int ts, int tiles_x, int tiles_y,
+                 int64_t* counts) {
+  for (int64_t s = 0; s < n_slots; ++s) {
+    const TileGeom g = tile_geom(slot_tiles[s], tiles_x, tiles_y, ts, width, height);
+    const int64_t o0 = slot_off[s], cnt = slot_off[s + 1] - o0;
+    for (int r = 0; r < g.th; ++r) {
+      for (int cc = 0; cc < g.tw; ++cc) {
+        const float px = g.x0 + cc + 0.5f, py = g.y0 + r + 0.5f;
+        float T = 1.0f;
+        int64_t k = 0, last = -1;
+        for (; k < cnt; ++k) {
+          const int64_t gi = ids[o0 + k];
+          const float dx = m2d[2 * gi] - px, dy = m2d[2 * gi + 1] - py;
+          const float sigma = 0.5f * (con[3 * gi] * dx * dx + con[3 * gi + 2] * dy * dy) + con[3 * gi + 1] * dx * dy;
+          const float alpha = std::min(0.999f, op[gi] * std::exp(-sigma));
+          if (sigma < 0.0f || alpha < (float)kAlphaThreshold) continue;
+          const float nt = T * (1.0f - alpha);
+          if (nt <= (float)kTMin) {
+            ++k;
+            break;
+          }
+          T = nt;
+          last = k;
+        }
+        counts[0] += k;
+        counts[1] += last + 1;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 #define FWD_ARGS(T)                                                                                                \
@@ -377,6 +490,11 @@ void backward_any(const T* m2d, const T* con, const T* col, const T* op, const T
 
 extern "C" {
 int rc_abi_version() { return 1; }
+void rc_count_evals(const float* m2d, const float* con, const float* op, const int64_t* ids,
+                    const int64_t* slot_tiles, const int64_t* slot_off, int64_t n_slots, int width, int height, int ts,
+                    int tiles_x, int tiles_y, int64_t* counts) {
+  count_evals(m2d, con, op, ids, slot_tiles, slot_off, n_slots, width, height, ts, tiles_x, tiles_y, counts);
+}
 void rc_forward_f32(FWD_ARGS(float)) {
   forward_any<float>(m2d, con, col, op, bg, ids, slot_tiles, slot_off, n_slots, n_images, D, width, height, ts,
                      tiles_x, tiles_y, nthreads, out, tfin, last);
