@@ -92,6 +92,9 @@ def _bind(lib) -> None:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, None
     lib.rc_count_evals.argtypes, lib.rc_count_evals.restype = [p] * 6 + [i64] + [i32] * 5 + [p], None
+    for sfx in ("f32", "f64"):
+        getattr(lib, "rc_bin_count_" + sfx).argtypes = [p, p, i64, i64, i32, i32, i32, p]
+        getattr(lib, "rc_bin_fill_" + sfx).argtypes = [p, p, p, i64, i64, i32, i32, i32, p, p, i64, p, p, p]
     lib.rc_abi_version.restype = ctypes.c_int
     if lib.rc_abi_version() != _ABI_VERSION:
         raise RuntimeError(f"library ABI {lib.rc_abi_version()} != {_ABI_VERSION}")
@@ -208,6 +211,42 @@ class RasterizeTilesCpp(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+def bin_gaussians_cpp(means2d: Tensor, radii: Tensor, depths: Tensor, tile_size: int, width: int,
+                      height: int) -> TileBins:
+    """:func:`avatarbench.render.tiles.bin_gaussians` with the per-intersection loops in C++
+    (identical output; a test checks it). Shapes as there: means2d (I,N,2), radii (I,N,2), depths (I,N)."""
+    lib = load()
+    I, N = depths.shape
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    n_tiles = tiles_x * tiles_y
+    sfx = _suffix(means2d.dtype)
+    m2d = means2d.detach().reshape(-1, 2).contiguous()
+    rad = radii.reshape(-1, 2).to(torch.int32).contiguous()
+    tile_counts = torch.zeros(I * n_tiles, dtype=torch.int64)
+    getattr(lib, "rc_bin_count_" + sfx)(_ptr(m2d), _ptr(rad), I * N, N, tile_size, tiles_x, tiles_y,
+                                        _ptr(tile_counts))
+    nonempty = torch.nonzero(tile_counts).squeeze(1)
+    by_len = torch.argsort(tile_counts[nonempty], descending=True, stable=True)
+    slot_tiles = nonempty[by_len].contiguous()
+    slot_counts_t = tile_counts[slot_tiles]
+    slot_of_tile = torch.full((I * n_tiles,), -1, dtype=torch.long)
+    slot_of_tile[slot_tiles] = torch.arange(slot_tiles.numel())
+    slot_offsets = torch.zeros(slot_tiles.numel() + 1, dtype=torch.long)
+    slot_offsets[1:] = torch.cumsum(slot_counts_t, 0)
+    M = int(slot_offsets[-1])
+    visible = (rad > 0).all(-1)
+    ids = torch.nonzero(visible).squeeze(1)
+    order = ids[torch.argsort(depths.detach().reshape(-1)[ids], stable=True)].contiguous()
+    flat_ids, pos_in_slot, slot_of = (torch.empty(M, dtype=torch.long) for _ in range(3))
+    getattr(lib, "rc_bin_fill_" + sfx)(_ptr(m2d), _ptr(rad), _ptr(order), order.numel(), N, tile_size, tiles_x,
+                                       tiles_y, _ptr(slot_of_tile), _ptr(slot_offsets), slot_tiles.numel(),
+                                       _ptr(flat_ids), _ptr(pos_in_slot), _ptr(slot_of))
+    return TileBins(tile_size=tile_size, tiles_x=tiles_x, tiles_y=tiles_y, n_images=I, flat_ids=flat_ids,
+                    pos_in_slot=pos_in_slot, slot_of=slot_of, slot_tiles=slot_tiles, slot_offsets=slot_offsets,
+                    slot_counts=slot_counts_t.tolist())
+
+
 def count_evals(means2d: Tensor, conics: Tensor, opacities: Tensor, bins: TileBins, width: int,
                 height: int) -> tuple[int, int]:
     """Gaussian-pixel evaluations of gsplat's per-pixel loop: (forward, backward) totals.
@@ -227,6 +266,33 @@ def count_evals(means2d: Tensor, conics: Tensor, opacities: Tensor, bins: TileBi
     return int(out[0]), int(out[1])
 
 
+def kernel_threads(requested: int) -> int:
+    """Threads for the C++ kernel: ``requested`` (torch.get_num_threads()), capped by the idle cores.
+
+    Extra threads only help when cores are free. On a machine that other processes keep busy
+    -- and with Linux's autogroup scheduling, where a session's threads share one CPU share --
+    a second thread gets no extra CPU and only adds waiting (measured on the shared 2-core dev
+    box, issue 11). So the kernel uses at most ``round(cpu_count - loadavg_1min) + 1`` threads
+    (the +1 counts this process's own running thread), read at most once a second.
+    ``AVATARBENCH_RENDER_THREADS=n`` forces ``n``.
+    """
+    forced = os.environ.get("AVATARBENCH_RENDER_THREADS")
+    if forced:
+        return max(1, int(forced))
+    if requested <= 1:
+        return 1
+    import time
+
+    now = time.monotonic()
+    if now - _state.get("load_t", -1e9) > 1.0:
+        try:
+            idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+        except OSError:
+            idle = float(requested)
+        _state["load_t"], _state["idle"] = now, idle
+    return max(1, min(requested, int(round(_state["idle"])) + 1))
+
+
 def compositor_for(t: Tensor, threads: int | None = None):
     """The compositing Function to use for tensors like ``t`` under backend ``cpp``.
 
@@ -237,5 +303,5 @@ def compositor_for(t: Tensor, threads: int | None = None):
     if load() is None:
         raise RuntimeError(f"rasterize: backend='cpp' is unavailable ({_state.get('reason')})")
     _suffix(t.dtype)
-    _state["threads"] = max(1, int(threads or torch.get_num_threads()))
+    _state["threads"] = kernel_threads(max(1, int(threads or torch.get_num_threads())))
     return RasterizeTilesCpp

@@ -367,8 +367,13 @@ def rasterize_to_pixels(
     Returns:
         colors (I, H, W, D), alphas (I, H, W, 1), the :class:`TileBins` used.
     """
-    bins = bin_gaussians(means2d, radii, depths, tile_size, width, height)
     fn = _RasterizeTiles if compositor is None else compositor
+    if fn is not _RasterizeTiles and not means2d.is_cuda:  # the compiled backend bins in C++ too
+        from ._cpp_backend import bin_gaussians_cpp
+
+        bins = bin_gaussians_cpp(means2d, radii, depths, tile_size, width, height)
+    else:
+        bins = bin_gaussians(means2d, radii, depths, tile_size, width, height)
     if fn is _RasterizeTiles:
         with single_thread():
             out, alphas = fn.apply(

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 BACKENDS = ("cpp", "torch", "taichi")
+REPORTED = BACKENDS + ("cpp_forced",)
 DEFAULT_GRID = [(kind, n, w, h) for kind in ("head", "random") for n in (5000, 20000, 100000)
                 for (w, h) in ((256, 256), (512, 512), (550, 802))]
 
@@ -157,6 +158,12 @@ def _pipeline(backend: str, sc: dict, params: dict, bg, peer=None):
     from avatarbench.render.tiles import bin_gaussians
 
     W, H = sc["width"], sc["height"]
+    if backend == "cpp_forced":  # all requested threads, without the idle-core cap
+        os.environ["AVATARBENCH_RENDER_THREADS"] = str(torch.get_num_threads())
+        try:
+            return _pipeline("cpp", sc, params, bg, peer)
+        finally:
+            del os.environ["AVATARBENCH_RENDER_THREADS"]
     if backend in ("cpp", "torch"):
         img, alpha, _ = rasterize(params["means"], params["quats"], params["scales"], params["opacities"],
                                   params["colors"], sc["viewmats"], sc["Ks"], W, H, backgrounds=bg, backend=backend)
@@ -270,6 +277,8 @@ def worker(threads: int, grid, backends, repeats: int, echo=print) -> list[dict]
 
             ti.init(arch=ti.cpu, cpu_max_num_threads=threads, log_level=ti.ERROR, offline_cache=True)
     peer = PeerCompositor(peer_mod, 3) if peer_mod is not None else None
+    if threads > 1 and "cpp" in backends:
+        backends = list(backends) + ["cpp_forced"]
     if peer_mod is not None and threads == 1:
         echo("PARITY " + json.dumps(peer_parity(peer_mod)))
     rows = []
@@ -363,7 +372,7 @@ def write_report(report: dict, out_dir: Path, grid_name: str) -> list[Path]:
     scenes = sorted({(r["scene"], r["n"], r["width"], r["height"]) for r in rows},
                     key=lambda s: (s[0], s[1], s[2] * s[3]))
     threads = sorted({r["threads"] for r in rows})
-    backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
+    backends = [b for b in REPORTED if any(r["backend"] == b for r in rows)]
     m = report["machine"]
     lines = [
         "# Renderer benchmark: compiled (cpp) vs torch backend vs taichi-splatting 0.13 (CPU)",
@@ -392,7 +401,9 @@ def write_report(report: dict, out_dir: Path, grid_name: str) -> list[Path]:
                 row = f"| {s[0]} | {s[1]} | {s[2]}x{s[3]} | {t} | " + " | ".join(cells) + f" | {rt} | {rp} |"
                 if kind == "fwdbwd_s":
                     one, two = get(*s, 1, "cpp"), get(*s, 2, "cpp")
-                    sp = f"{one / two:.2f}x" if (one and two and t == 2) else ""
+                    two_f = get(*s, 2, "cpp_forced")
+                    sp = (f"{one / two:.2f}x (forced {one / two_f:.2f}x)" if (one and two and two_f and t == 2)
+                          else "")
                     r0 = next(r for r in rows if (r["scene"], r["n"], r["width"], r["height"], r["threads"],
                                                   r["backend"]) == (*s, t, "cpp"))
                     ev = (r0["evals_fwd"] + r0["evals_bwd"]) / 1e6
@@ -431,7 +442,7 @@ def write_report(report: dict, out_dir: Path, grid_name: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(threads), figsize=(5.5 * len(threads), 4), sharey=True, squeeze=False)
-    colors = {"cpp": "tab:blue", "torch": "tab:orange", "taichi": "tab:green"}
+    colors = {"cpp": "tab:blue", "torch": "tab:orange", "taichi": "tab:green", "cpp_forced": "tab:cyan"}
     labels = [f"{s[0]}\n{s[1] // 1000}k {s[2]}x{s[3]}" for s in scenes]
     x = range(len(scenes))
     for ax, t in zip(axes[0], threads):

@@ -107,18 +107,31 @@ def test_absgrad_matches_torch_backend():
     _assert_close(out["cpp"], out["torch"], "absgrad", 1e-10)
 
 
-def test_threads_give_identical_results():
-    """Tiles are independent and the gradient reduction is serial: bitwise equal for 1 and 2 threads."""
+def test_threads_give_identical_results(monkeypatch):
+    """Tiles are independent and the gradient reduction is serial: bitwise equal for 1, 2 and 3 threads."""
     sc = random_scene(n=300, n_cameras=1, seed=14, width=70, height=50, dtype=torch.float32)
     n = torch.get_num_threads()
     res = []
-    for t in (1, 2):
-        torch.set_num_threads(t)
+    for t in (1, 2, 3):
+        monkeypatch.setenv("AVATARBENCH_RENDER_THREADS", str(t))  # bypass the idle-core cap
         res.append(render_and_grads(_cpp, sc, backgrounds=torch.rand(1, 3, generator=torch.Generator().manual_seed(0))))
     torch.set_num_threads(n)
-    assert torch.equal(res[0][0], res[1][0]) and torch.equal(res[0][1], res[1][1])
-    for k in PARAM_KEYS:
-        assert torch.equal(res[0][3][k], res[1][3][k]), k
+    for r in res[1:]:
+        assert torch.equal(res[0][0], r[0]) and torch.equal(res[0][1], r[1])
+        for k in PARAM_KEYS:
+            assert torch.equal(res[0][3][k], r[3][k]), k
+
+
+def test_kernel_threads_capped_by_idle_cores(monkeypatch):
+    monkeypatch.delenv("AVATARBENCH_RENDER_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    for load, expected in ((0.2, 4), (1.0, 4), (6.4, 3), (7.6, 1), (30.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        _cpp_backend._state.pop("load_t", None)
+        assert _cpp_backend.kernel_threads(4) == expected, load
+    assert _cpp_backend.kernel_threads(1) == 1
+    monkeypatch.setenv("AVATARBENCH_RENDER_THREADS", "3")
+    assert _cpp_backend.kernel_threads(1) == 3
 
 
 def test_gradcheck_compositing_function():
@@ -216,3 +229,21 @@ def test_projection_backward_runs_on_one_thread_and_count_is_restored(backend):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("dtype, tile_size", [(torch.float64, 4), (torch.float32, 16)])
+def test_cpp_binning_equals_torch_binning(dtype, tile_size):
+    """Same lists, same depth/tie order, same slot order as the torch binning (two cameras, culled,
+    off-screen and equal-depth Gaussians included)."""
+    sc = special_scene()
+    sc = {k: (v.to(dtype) if torch.is_tensor(v) else v) for k, v in sc.items()}
+    proj = project_gaussians(sc["means"], sc["quats"], sc["scales"], sc["opacities"], sc["viewmats"], sc["Ks"],
+                             sc["width"], sc["height"])
+    depths = proj.depths.detach().clone()
+    depths[:, 3] = depths[:, 7]  # a depth tie: order by index
+    a = bin_gaussians(proj.means2d, proj.radii, depths, tile_size, sc["width"], sc["height"])
+    b = _cpp_backend.bin_gaussians_cpp(proj.means2d, proj.radii, depths, tile_size, sc["width"], sc["height"])
+    assert a.n_isects > 50
+    for f in ("flat_ids", "pos_in_slot", "slot_of", "slot_tiles", "slot_offsets"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+    assert a.slot_counts == b.slot_counts and (a.tiles_x, a.tiles_y) == (b.tiles_x, b.tiles_y)

@@ -476,6 +476,60 @@ void count_evals(const float* m2d, const float* con, const float* op, const int6
   }
 }
 
+// Tile binning (the counterpart of avatarbench.render.tiles.bin_gaussians' torch code, same float
+// maths for the tile ranges). Pass 1 counts intersections per global tile; pass 2 walks the
+// visible Gaussians in depth order and appends each to the lists of the tiles it touches, so
+// every list comes out depth-sorted (ties by index: the order array is a stable sort).
+template <typename T>
+inline bool tile_range(const T* m2d, const int32_t* radii, int64_t g, int ts, int tiles_x, int tiles_y, int& x0,
+                       int& x1, int& y0, int& y1) {
+  const int32_t rx = radii[2 * g], ry = radii[2 * g + 1];
+  if (!(rx > 0 && ry > 0)) return false;
+  const T mx = m2d[2 * g], my = m2d[2 * g + 1], fts = (T)ts;
+  auto clampi = [](T v, int hi) { return (int)std::min<T>((T)hi, std::max<T>(T(0), v)); };
+  x0 = clampi(std::floor((mx - (T)rx) / fts), tiles_x);
+  x1 = clampi(std::ceil((mx + (T)rx) / fts), tiles_x);
+  y0 = clampi(std::floor((my - (T)ry) / fts), tiles_y);
+  y1 = clampi(std::ceil((my + (T)ry) / fts), tiles_y);
+  return true;
+}
+
+template <typename T>
+void bin_count(const T* m2d, const int32_t* radii, int64_t G, int64_t N, int ts, int tiles_x, int tiles_y,
+               int64_t* tile_counts) {
+  const int64_t n_tiles = (int64_t)tiles_x * tiles_y;
+  for (int64_t g = 0; g < G; ++g) {
+    int x0, x1, y0, y1;
+    if (!tile_range(m2d, radii, g, ts, tiles_x, tiles_y, x0, x1, y0, y1)) continue;
+    const int64_t base = (g / N) * n_tiles;
+    for (int ty = y0; ty < y1; ++ty)
+      for (int tx = x0; tx < x1; ++tx) ++tile_counts[base + (int64_t)ty * tiles_x + tx];
+  }
+}
+
+template <typename T>
+void bin_fill(const T* m2d, const int32_t* radii, const int64_t* order, int64_t n_order, int64_t N, int ts,
+              int tiles_x, int tiles_y, const int64_t* slot_of_tile, const int64_t* slot_off, int64_t n_slots,
+              int64_t* flat_ids, int64_t* pos_in_slot, int64_t* slot_of) {
+  const int64_t n_tiles = (int64_t)tiles_x * tiles_y;
+  std::vector<int64_t> cursor(slot_off, slot_off + n_slots);
+  for (int64_t i = 0; i < n_order; ++i) {
+    const int64_t g = order[i];
+    int x0, x1, y0, y1;
+    if (!tile_range(m2d, radii, g, ts, tiles_x, tiles_y, x0, x1, y0, y1)) continue;
+    const int64_t base = (g / N) * n_tiles;
+    for (int ty = y0; ty < y1; ++ty) {
+      for (int tx = x0; tx < x1; ++tx) {
+        const int64_t s = slot_of_tile[base + (int64_t)ty * tiles_x + tx];
+        const int64_t m = cursor[s]++;
+        flat_ids[m] = g;
+        pos_in_slot[m] = m - slot_off[s];
+        slot_of[m] = s;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 #define FWD_ARGS(T)                                                                                                \
@@ -490,6 +544,26 @@ void count_evals(const float* m2d, const float* con, const float* op, const int6
 
 extern "C" {
 int rc_abi_version() { return 1; }
+void rc_bin_count_f32(const float* m2d, const int32_t* radii, int64_t G, int64_t N, int ts, int tiles_x, int tiles_y,
+                      int64_t* tile_counts) {
+  bin_count<float>(m2d, radii, G, N, ts, tiles_x, tiles_y, tile_counts);
+}
+void rc_bin_count_f64(const double* m2d, const int32_t* radii, int64_t G, int64_t N, int ts, int tiles_x,
+                      int tiles_y, int64_t* tile_counts) {
+  bin_count<double>(m2d, radii, G, N, ts, tiles_x, tiles_y, tile_counts);
+}
+void rc_bin_fill_f32(const float* m2d, const int32_t* radii, const int64_t* order, int64_t n_order, int64_t N, int ts,
+                     int tiles_x, int tiles_y, const int64_t* slot_of_tile, const int64_t* slot_off, int64_t n_slots,
+                     int64_t* flat_ids, int64_t* pos_in_slot, int64_t* slot_of) {
+  bin_fill<float>(m2d, radii, order, n_order, N, ts, tiles_x, tiles_y, slot_of_tile, slot_off, n_slots, flat_ids,
+                  pos_in_slot, slot_of);
+}
+void rc_bin_fill_f64(const double* m2d, const int32_t* radii, const int64_t* order, int64_t n_order, int64_t N,
+                     int ts, int tiles_x, int tiles_y, const int64_t* slot_of_tile, const int64_t* slot_off,
+                     int64_t n_slots, int64_t* flat_ids, int64_t* pos_in_slot, int64_t* slot_of) {
+  bin_fill<double>(m2d, radii, order, n_order, N, ts, tiles_x, tiles_y, slot_of_tile, slot_off, n_slots, flat_ids,
+                   pos_in_slot, slot_of);
+}
 void rc_count_evals(const float* m2d, const float* con, const float* op, const int64_t* ids,
                     const int64_t* slot_tiles, const int64_t* slot_off, int64_t n_slots, int width, int height, int ts,
                     int tiles_x, int tiles_y, int64_t* counts) {
