@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ._torch_backend import pin_one_thread
+from ._torch_backend import pin_one_thread, single_thread
 from .tiles import TileBins
 
 _SOURCE = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
@@ -118,6 +118,9 @@ def load():
             path = build_dir() / f"raster_cpu_{key}.so"
             if not path.exists():
                 _compile(cxx, path)
+                for old in path.parent.glob("raster_cpu_*.so"):  # builds of older sources (unlinking
+                    if old != path:  # a library another process has loaded is safe on POSIX)
+                        old.unlink(missing_ok=True)
             lib = ctypes.CDLL(str(path))
             _bind(lib)
         except Exception as exc:  # noqa: BLE001 -- any build/load failure means: fall back
@@ -177,6 +180,13 @@ class RasterizeTilesCpp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_out, v_alphas):
+        with single_thread():  # the torch glue here; the kernel uses ctx.threads threads of its own
+            grads = RasterizeTilesCpp._backward(ctx, v_out, v_alphas)
+        pin_one_thread()  # the projection backward that follows runs on one thread
+        return grads
+
+    @staticmethod
+    def _backward(ctx, v_out, v_alphas):
         lib = load()
         means2d, conics, colors, opacities, backgrounds, tfin, last = ctx.saved_tensors
         bins: TileBins = ctx.bins
@@ -206,7 +216,6 @@ class RasterizeTilesCpp(torch.autograd.Function):
             v_bg = (v_out * tfin[..., None]).reshape(I, -1, D).sum(1)
         if ctx.absgrad:
             means2d.absgrad = v_abs.reshape(I, N, 2)
-        pin_one_thread()  # the projection backward that follows runs on one thread
         return (v_m2d.reshape(I, N, 2), v_con.reshape(I, N, 3), v_col.reshape(I, N, D), v_op.reshape(I, N), v_bg,
                 None, None, None, None, None)
 
