@@ -274,16 +274,34 @@ def bench():
 @bench.command("render")
 @click.option("--counts", default="5000,20000,50000", show_default=True, help="Comma list of Gaussian counts.")
 @click.option("--resolutions", default="128,256,512", show_default=True, help="Comma list of square image sizes.")
-@click.option("--backend", default="auto", show_default=True, help="auto | torch | gsplat.")
+@click.option("--backend", default="auto", show_default=True, help="auto | cpp | torch | gsplat.")
 @click.option("--repeats", default=3, show_default=True, help="Timed repeats per configuration (minimum reported).")
 @click.option("--threads", default=0, show_default=True, help="torch CPU threads (0 = torch default).")
 @click.option("--out", default=None, type=click.Path(),
               help="Report JSON (default: runs/bench/<device>.json; to commit one: --out results/bench/<device>.json).")
-def bench_render(counts, resolutions, backend, repeats, threads, out):
+@click.option("--compare/--no-compare", default=None,
+              help="cpp vs torch vs taichi-splatting on identical scenes, 1 and 2 threads (default on CPU).")
+@click.option("--grid", type=click.Choice(["reduced", "full"]), default="reduced", show_default=True,
+              help="--compare scenes: full = head/random x 5k/20k/100k x 256^2/512^2/550x802.")
+def bench_render(counts, resolutions, backend, repeats, threads, out, compare, grid):
     """Renderer microbenchmark: forward+backward time over Gaussian count x resolution."""
     import torch
 
     from avatarbench.results.bench import run_render_bench
+
+    if compare is None:
+        compare = not torch.cuda.is_available()
+    if compare:
+        from avatarbench.render import bench_compare as bc
+
+        g = bc.DEFAULT_GRID if grid == "full" else bc.REDUCED_GRID
+        report = bc.run_compare(g, thread_counts=(1, 2), repeats=repeats, echo=click.echo)
+        # the run store by default; committing a report is explicit: --out results/bench
+        folder = Path(out) if out else Path("runs") / "bench"
+        folder = folder.parent if folder.suffix == ".json" else folder
+        for p in bc.write_report(report, folder, grid):
+            click.echo(f"saved {p}")
+        return
 
     if threads:
         torch.set_num_threads(threads)

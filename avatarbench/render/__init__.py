@@ -18,13 +18,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import _cpp_backend
 from ._gsplat_backend import gsplat_available, rasterization_gsplat
-from ._torch_backend import rasterization_torch
+from ._torch_backend import RestoreThreads, rasterization_torch, single_thread, unpin_threads
 
 __all__ = ["rasterize", "RENDER_MODES", "BACKENDS"]
 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
-BACKENDS = ("auto", "torch", "gsplat")
+BACKENDS = ("auto", "cpp", "torch", "gsplat")
 
 
 def _shape_error(name: str, t: Tensor, expected: str) -> ValueError:
@@ -69,8 +70,8 @@ _default_backend = os.environ.get("AVATARBENCH_RENDER_BACKEND", "auto")
 
 
 def set_default_backend(name: str) -> None:
-    """What ``backend="auto"`` means for this process: ``auto`` (gsplat on CUDA, else torch),
-    ``torch`` or ``gsplat``. The engine sets it from the run config's ``render.backend``, so every
+    """What ``backend="auto"`` means for this process: ``auto`` (gsplat on CUDA, the compiled
+    ``cpp`` backend on CPU when it builds, else torch), ``cpp``, ``torch`` or ``gsplat``. The engine sets it from the run config's ``render.backend``, so every
     method renders through the same backend without passing it around."""
     global _default_backend
     if name not in BACKENDS:
@@ -97,7 +98,7 @@ def rasterize(
     eps2d: float = 0.3,
     radius_clip: float = 0.0,
     tile_size: int = 16,
-    backend: Literal["auto", "torch", "gsplat"] = "auto",
+    backend: Literal["auto", "cpp", "torch", "gsplat"] = "auto",
     absgrad: bool = False,
     rasterize_mode: Literal["classic", "antialiased"] = "classic",
     channel_chunk: int = 32,
@@ -123,8 +124,9 @@ def rasterize(
         eps2d: screen-space blur added to the 2D covariance diagonal (0.3 px^2).
         radius_clip: cull Gaussians whose pixel radii are both <= this.
         tile_size: tile edge in pixels.
-        backend: "auto" (gsplat for float32 CUDA tensors when it imports, else torch), "torch" or
-            "gsplat" (CUDA, float32 only: gsplat's kernels are single precision).
+        backend: "auto" (gsplat for float32 CUDA tensors when it imports; on CPU the compiled
+            "cpp" backend when it builds, else "torch"), "cpp" (CPU, float32/float64), "torch"
+            (any device) or "gsplat" (CUDA, float32 only: gsplat's kernels are single precision).
         absgrad: also accumulate ``meta['means2d'].absgrad`` (sum of per-pixel |grad|) in backward.
         rasterize_mode: "classic" or "antialiased" (opacity x sqrt(det(cov) / det(cov + eps2d I))).
         channel_chunk: gsplat only: channels rasterized per kernel call.
@@ -145,8 +147,10 @@ def rasterize(
     if backend == "auto":
         backend = _default_backend
     if backend == "auto":
-        use_gsplat = means.is_cuda and means.dtype == torch.float32 and gsplat_available()
-        backend = "gsplat" if use_gsplat else "torch"
+        if means.is_cuda:
+            backend = "gsplat" if means.dtype == torch.float32 and gsplat_available() else "torch"
+        else:
+            backend = "cpp" if _cpp_backend.available() else "torch"
     kwargs = dict(
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree,
         tile_size=int(tile_size), backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad,
@@ -158,6 +162,24 @@ def rasterize(
         return rasterization_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
                                     channel_chunk=channel_chunk, **kwargs)
     if means.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"rasterize: torch backend supports float32/float64, got {means.dtype}")
-    return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
-                               **kwargs)
+        raise ValueError(f"rasterize: CPU backends support float32/float64, got {means.dtype}")
+    unpin_threads()  # a previous backward that stopped early may have left one thread set
+    if torch.is_grad_enabled():
+        # identity whose backward restores the thread count the compositing backward pinned to 1
+        ins = [means, quats, scales, opacities, colors, viewmats, Ks] + ([backgrounds] if backgrounds is not None
+                                                                          else [])
+        if any(t.requires_grad for t in ins):
+            outs = RestoreThreads.apply(*ins)
+            means, quats, scales, opacities, colors, viewmats, Ks = outs[:7]
+            kwargs["backgrounds"] = outs[7] if backgrounds is not None else None
+    if backend == "cpp":
+        # the C++ kernel runs on torch.get_num_threads() threads of its own; the small torch ops
+        # around it (projection, binning) run on one, which is never slower on a shared machine
+        kwargs.update(compositor=_cpp_backend.compositor_for(means, threads=torch.get_num_threads()),
+                      backend_name="cpp")
+        with single_thread():
+            return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width),
+                                       int(height), **kwargs)
+    with single_thread():  # the torch backend is hundreds of small ops: one thread is never slower
+        return rasterization_torch(means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
+                                   **kwargs)

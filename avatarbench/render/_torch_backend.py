@@ -25,6 +25,8 @@ which the conic, mean and opacity gradients follow in closed form) come from one
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -89,6 +91,59 @@ def _next_down(value: float, dtype: torch.dtype) -> float:
     """The largest number of ``dtype`` below ``value`` (so ``x > next_down`` <=> ``x >= value``)."""
     v = torch.tensor(value, dtype=dtype)
     return float(torch.nextafter(v, torch.tensor(-float("inf"), dtype=dtype)))
+
+
+@contextmanager
+def single_thread():
+    """Run the enclosed torch ops on one intra-op thread, restoring the count afterwards.
+
+    The compositing loop is hundreds of small ops per call; with 2+ threads on a machine where
+    other processes hold the cores every op waits for a descheduled worker (measured 15x slower
+    at 20k Gaussians / 256^2 on a shared 2-core box, issue 11). One thread is never slower here.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+_pinned_from: list[int] = []  # the thread count to restore after a pinned backward, if any
+
+
+def pin_one_thread() -> None:
+    """Called at the end of a compositing backward: the projection/SH backward that follows is
+    many small ops, which collapse with 2+ threads on a busy machine (issue 11), so they run on
+    one thread until :class:`RestoreThreads` (at rasterize()'s inputs) puts the count back."""
+    n = torch.get_num_threads()
+    if n > 1 and not _pinned_from:
+        _pinned_from.append(n)
+        torch.set_num_threads(1)
+
+
+def unpin_threads() -> None:
+    """Restore the thread count saved by :func:`pin_one_thread` (no-op when nothing is pinned)."""
+    if _pinned_from:
+        torch.set_num_threads(_pinned_from.pop())
+
+
+class RestoreThreads(torch.autograd.Function):
+    """Identity on rasterize()'s inputs whose backward restores the thread count (see
+    :func:`pin_one_thread`). A backward that stops before the inputs (``autograd.grad`` w.r.t.
+    ``means2d`` only) leaves one thread set until the next rasterize() call restores it."""
+
+    @staticmethod
+    def forward(ctx, *tensors):
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        unpin_threads()
+        return grads
 
 
 class _Block:
@@ -166,6 +221,13 @@ class _RasterizeTiles(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_out, v_alphas):
+        with single_thread():
+            grads = _RasterizeTiles._backward(ctx, v_out, v_alphas)
+        pin_one_thread()
+        return grads
+
+    @staticmethod
+    def _backward(ctx, v_out, v_alphas):
         means2d, conics, colors, opacities, backgrounds, tf_t = ctx.saved_tensors
         bins: TileBins = ctx.bins
         I, N, D = colors.shape
@@ -291,6 +353,7 @@ def rasterize_to_pixels(
     backgrounds: Tensor | None = None,
     absgrad: bool = False,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    compositor=None,
 ) -> tuple[Tensor, Tensor, TileBins]:
     """Composite projected Gaussians front to back (gsplat ``rasterize_to_pixels``, not packed).
 
@@ -298,12 +361,26 @@ def rasterize_to_pixels(
         means2d: (I, N, 2); conics: (I, N, 3); colors: (I, N, D); opacities: (I, N);
         radii: (I, N, 2) int (0 = culled); depths: (I, N) sort keys;
         backgrounds: (I, D) or None.
+        compositor: the compositing autograd Function (default: this module's pure-torch one;
+            the compiled backend passes its C++ one).
 
     Returns:
         colors (I, H, W, D), alphas (I, H, W, 1), the :class:`TileBins` used.
     """
-    bins = bin_gaussians(means2d, radii, depths, tile_size, width, height)
-    out, alphas = _RasterizeTiles.apply(
+    fn = _RasterizeTiles if compositor is None else compositor
+    if fn is not _RasterizeTiles and not means2d.is_cuda:  # the compiled backend bins in C++ too
+        from ._cpp_backend import bin_gaussians_cpp
+
+        bins = bin_gaussians_cpp(means2d, radii, depths, tile_size, width, height)
+    else:
+        bins = bin_gaussians(means2d, radii, depths, tile_size, width, height)
+    if fn is _RasterizeTiles:
+        with single_thread():
+            out, alphas = fn.apply(
+                means2d, conics, colors, opacities, backgrounds, bins, width, height, absgrad, block_elements
+            )
+        return out, alphas, bins
+    out, alphas = fn.apply(
         means2d, conics, colors, opacities, backgrounds, bins, width, height, absgrad, block_elements
     )
     return out, alphas, bins
@@ -331,8 +408,14 @@ def rasterization_torch(
     absgrad: bool = False,
     rasterize_mode: str = "classic",
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    compositor=None,
+    backend_name: str = "torch",
 ) -> tuple[Tensor, Tensor, dict]:
-    """The torch backend of :func:`avatarbench.render.rasterize` (arguments validated there)."""
+    """The torch backend of :func:`avatarbench.render.rasterize` (arguments validated there).
+
+    ``compositor``/``backend_name``: the compiled backend reuses this pipeline with its C++
+    compositing Function (see ``_cpp_backend.py``).
+    """
     C = viewmats.shape[0]
     N = means.shape[0]
     proj = project_gaussians(
@@ -367,6 +450,7 @@ def rasterization_torch(
     render, alphas, bins = rasterize_to_pixels(
         means2d, conics, cols.contiguous(), ops.contiguous(), radii, depths, width, height,
         tile_size=tile_size, backgrounds=bgs, absgrad=absgrad, block_elements=block_elements,
+        compositor=compositor,
     )
     if render_mode in ("ED", "RGB+ED"):
         render = torch.cat([render[..., :-1], render[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
@@ -386,6 +470,6 @@ def rasterization_torch(
         "height": height,
         "tile_size": tile_size,
         "n_cameras": C,
-        "backend": "torch",
+        "backend": backend_name,
     }
     return render, alphas, meta

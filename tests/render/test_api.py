@@ -19,7 +19,9 @@ def test_shapes_meta_and_auto_backend_on_cpu():
     sc = random_scene(n=20, n_cameras=2, channels=5, width=17, height=13)
     colors, alphas, meta = rasterize(*_args(sc), render_mode="RGB+ED")
     assert colors.shape == (2, 13, 17, 6) and alphas.shape == (2, 13, 17, 1)
-    assert meta["backend"] == "torch"  # auto on CPU
+    from avatarbench.render import _cpp_backend
+
+    assert meta["backend"] == ("cpp" if _cpp_backend.available() else "torch")  # auto on CPU
     assert meta["radii"].shape == (2, 20, 2) and meta["radii"].dtype == torch.int32
     assert meta["means2d"].shape == (2, 20, 2) and meta["depths"].shape == (2, 20)
     assert meta["conics"].shape == (2, 20, 3) and meta["opacities"].shape == (2, 20)
