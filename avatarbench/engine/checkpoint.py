@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from avatarbench.errors import AvatarbenchError
+from avatarbench.results.durable import durable_write_bytes, fsync_dir
 
 _PAT = re.compile(r"step_(\d{8})\.pt$")
 _ND = "__avatarbench_ndarray__"
@@ -134,39 +135,6 @@ def checkpoint_bytes(payload: dict) -> bytes:
     return buf.getvalue()
 
 
-def fsync_dir(d: Path) -> None:
-    """fsync a directory so a rename inside it survives a crash (no-op where unsupported)."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def durable_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and durably: temp file, fsync, ``os.replace``, fsync dir.
-
-    On any error the temp file is removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 def save_checkpoint(run_dir: Path, step: int, payload: dict, keep: int = 2) -> Path:
     """Write durably (see :func:`durable_write_bytes`) and keep only the ``keep`` newest checkpoints."""
     d = checkpoint_dir(run_dir)
@@ -192,15 +160,13 @@ def load_checkpoint(path: Path) -> dict:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - classified below
         text = str(e)
-        m = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)|Unsupported operand (\d+)", text)
-        if m and ("weights_only" in text.lower() or "Weights only" in text):
-            what = next(g for g in m.groups() if g)
-            raise CheckpointRefused(f"{path}: refused to load: the checkpoint references {what}, which an "
+        m = re.search(r"GLOBAL (\S+)", text)
+        if m and "weights" in text.lower():  # torch names the global it refused to import
+            raise CheckpointRefused(f"{path}: refused to load: the checkpoint references {m.group(1)}, which an "
                                     "avatarbench checkpoint never holds (possible code injection; delete "
                                     "the file if you did not make it)") from None
-        if "Weights only load failed" in text:
-            first = next((ln for ln in text.splitlines()[1:] if ln.strip()), "").strip()
-            raise CheckpointRefused(f"{path}: refused to load ({first[:200]})") from None
+        first = next((ln.strip() for ln in text.splitlines()[1:] if ln.strip() and "Unsupported" in ln), "")
+        text = first or text
         raise CheckpointCorrupt(f"{path}: unreadable checkpoint ({type(e).__name__}: "
                                 f"{text.splitlines()[0][:160] if text else 'empty or truncated'})") from None
     if not isinstance(raw, dict) or "step" not in raw:

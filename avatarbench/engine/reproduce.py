@@ -51,6 +51,16 @@ def check_reproducibility(run_dir: Path, split: str) -> dict:
     from avatarbench.engine.run import split_frames
 
     run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        from avatarbench.errors import DataError
+
+        raise DataError(run_dir, "not an avatarbench run folder (no run.json)", "a folder made by `avatarbench run`")
+    if not (run_dir / "eval" / split / "results.json").is_file():
+        from avatarbench.errors import DataError
+
+        done = sorted(p.parent.name for p in (run_dir / "eval").glob("*/results.json"))
+        raise DataError(run_dir / "eval" / split, f"split {split!r} has not been evaluated in this run folder",
+                        f"one of {', '.join(done)}" if done else f"`avatarbench run ... --split {split}` first")
     cfg, subject, method, ck, payload = _load_method(run_dir)
     resaved = dict(payload)
     resaved["method"] = method.state_dict()
