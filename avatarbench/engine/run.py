@@ -163,6 +163,11 @@ def prepare_run_dir(cfg, subject_name: str, output: Path | None, echo=None) -> P
     sha = config_sha(identity)
     meta = {"method": cfg.run.method, "ablation": cfg.run.ablation, "preset": cfg.run.preset,
             "subject": subject_name, "config_sha": sha, "created": now_iso(), "identity": identity}
+    if run_dir.parent.is_dir():
+        for old in run_dir.parent.glob(f".{run_dir.name}.creating-*"):  # left by a crash during creation
+            pid = old.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
     for _attempt in range(3):
         meta_path = run_dir / "run.json"
         if meta_path.exists():
@@ -188,10 +193,6 @@ def prepare_run_dir(cfg, subject_name: str, output: Path | None, echo=None) -> P
             raise RunExistsError(f"{run_dir} exists and is not an avatarbench run folder; choose another --output")
         parent = run_dir.parent
         parent.mkdir(parents=True, exist_ok=True)
-        for old in parent.glob(f".{run_dir.name}.creating-*"):  # left by a crash during creation
-            pid = old.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(old, ignore_errors=True)
         tmp = parent / f".{run_dir.name}.creating-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
