@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -118,13 +117,12 @@ def damaged_union(tmp_path):
 
     u = write_union(tmp_path / "data", num_timesteps=2)
     seq = u.sequences[0].folder
-    img = iio.imread(seq / "images" / "00000_00.png")
-    iio.imwrite(seq / "images" / "00000_00.png", np.pad(img, ((0, 2), (0, 0), (0, 0))))  # 2 rows too many
-    mask = iio.imread(seq / "fg_masks" / "00001_00.png")
-    iio.imwrite(seq / "fg_masks" / "00001_00.png", mask[:, :-1])  # one column short
-    (seq / "images" / "00001_01.png").write_bytes(b"\x89PNG truncated")
-    (u.sequences[1].folder / "images" / "00000_00.png").unlink()
-    shutil.copy(seq / "canonical_flame_param.npz", u.sequences[1].folder / "flame_param" / "00001.npz")
+    img = iio.imread(seq / "images" / "00000_05.png")
+    iio.imwrite(seq / "images" / "00000_05.png", np.pad(img, ((0, 2), (0, 0), (0, 0))))  # 2 rows too many
+    mask = iio.imread(seq / "fg_masks" / "00001_05.png")
+    iio.imwrite(seq / "fg_masks" / "00001_05.png", mask[:, :-1])  # one column short
+    (seq / "images" / "00001_06.png").write_bytes(b"\x89PNG truncated")
+    (u.sequences[1].folder / "images" / "00000_05.png").unlink()
     np.savez(u.sequences[1].folder / "flame_param" / "00001.npz", expr=np.zeros((1, 7), np.float32))
     return u
 
@@ -135,11 +133,12 @@ def test_data_inspect_check_reports_every_problem_once(damaged_union):
     assert proc.returncode == 1, proc.stderr
     text = "\n".join(problems)
     s0, s1 = damaged_union.sequences[0].folder, damaged_union.sequences[1].folder
-    assert f"{s0 / 'images' / '00000_00.png'}: image is" in text
-    assert f"{s0 / 'fg_masks' / '00001_00.png'}: foreground mask is" in text
-    assert f"{s0 / 'images' / '00001_01.png'}: unreadable image" in text
-    assert f"{s1 / 'images' / '00000_00.png'}: image file not found" in text
-    assert str(s1 / "flame_param" / "00001.npz") in text
+    s0, s1 = s0.name, s1.name  # paths are printed as the dataset names them (UNION/../<seq>/...)
+    assert f"{s0}/images/00000_05.png: image is 12x18 pixels (expected 12x16" in text
+    assert f"{s0}/fg_masks/00001_05.png: foreground mask is 11x16 pixels (expected 12x16" in text
+    assert f"{s0}/images/00001_06.png: unreadable image" in text
+    assert f"{s1}/images/00000_05.png: image file not found" in text
+    assert f"{s1}/flame_param/00001.npz" in text
     assert len(problems) == 5 and "5 problems" in proc.stdout
 
 
