@@ -289,6 +289,13 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         echo(f"{eval_dir} already has results; not re-scoring (use another --output for a fresh run)")
         return RunOutcome(planned, eval_dir, json.loads((eval_dir / "results.json").read_text()), True)
 
+    # frames and image headers before seeding, so the RNG stream from the seed on is unchanged
+    train_frames = train_frames_for(subject, cfg)
+    frames = split_frames(subject, cfg)
+    from avatarbench.data.check import check_frame_sizes
+
+    check_frame_sizes(train_frames + frames)  # header reads: a wrong-size image stops the run before training
+
     from avatarbench.render import set_default_backend
 
     set_default_backend(str(cfg.render.backend))
@@ -297,11 +304,6 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
     seed_everything(int(cfg.engine.seed))
     method = load_method_class(req.method)(cfg.method, subject, device)
     check_total_iterations(cfg, method.total_iterations())
-    train_frames = train_frames_for(subject, cfg)
-    frames = split_frames(subject, cfg)
-    from avatarbench.data.check import check_frame_sizes
-
-    check_frame_sizes(train_frames + frames)  # header reads: a wrong-size image stops the run before training
     method.setup(train_frames)
     eval_frames = subject.frames("novel_view")[: int(cfg.engine.eval_frames)] if "novel_view" in \
         subject.split_names else []
