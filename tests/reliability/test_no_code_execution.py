@@ -140,6 +140,12 @@ def test_malicious_checkpoint_in_a_run_folder_refused_by_run_and_check(run_copy,
     marker = tmp_path / "pwned"
     newest = list_checkpoints(run_copy)[-1][1]
     _malicious_checkpoint(newest, marker)
+    proc = cli("check", run_copy, "-s", "self_reenact")
+    assert not marker.exists()
+    errs = error_lines(proc)
+    assert proc.returncode == 2 and len(errs) == 1 and str(newest) in errs[0], proc.stderr
+    assert "posix.system" in errs[0]
+
     shutil.rmtree(run_copy / "eval")  # so that `run` has to load the model again
     proc = cli(*tiny_run_args(run_copy))
     assert not marker.exists()
@@ -147,11 +153,6 @@ def test_malicious_checkpoint_in_a_run_folder_refused_by_run_and_check(run_copy,
     assert proc.returncode == 2 and len(errs) == 1, proc.stderr
     assert str(newest) in errs[0] and "posix.system" in errs[0]
     assert newest.exists()  # refused, not silently moved aside
-
-    proc = cli("check", run_copy, "-s", "self_reenact")
-    assert not marker.exists()
-    errs = error_lines(proc)
-    assert proc.returncode == 2 and len(errs) == 1 and str(newest) in errs[0], proc.stderr
 
 
 def test_audit_no_unsafe_loader_in_the_package():
