@@ -41,3 +41,20 @@ class ModelFileError(AvatarbenchError):
 
 class RunExistsError(AvatarbenchError):
     """Refusing to overwrite an existing run folder."""
+
+
+class WriteError(AvatarbenchError):
+    """Writing results failed (disk full, read-only folder, permission, ...): one line, what and where."""
+
+    @classmethod
+    def from_oserror(cls, e: OSError, what: str, where: str | Path) -> "WriteError":
+        import errno
+
+        path = e.filename or where
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = "the disk is full" if e.errno != errno.EFBIG else "the file size limit was reached"
+            return cls(f"{path}: {why} while writing {what}; earlier results and checkpoints are intact "
+                       "-- free space and run the same command again to continue")
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return cls(f"{path}: cannot write {what} ({e.strerror or 'read-only'}); choose a writable --output")
+        return cls(f"{path}: cannot write {what} ({e.strerror or type(e).__name__}); earlier results are intact")

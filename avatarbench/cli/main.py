@@ -124,10 +124,23 @@ def data():
 @data.command("inspect")
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def data_inspect(path, as_json):
+@click.option("--check", "check_files", is_flag=True,
+              help="Open every image, mask and parameter file once and report all problems (exit 1 if any).")
+def data_inspect(path, as_json, check_files):
     """Summarise a subject: cameras, timesteps per split, image size, per-camera K and world_to_cam."""
     from avatarbench.data import inspect_subject
 
+    if check_files:
+        from avatarbench.data import load_subject
+        from avatarbench.data.check import check_subject
+
+        report = check_subject(load_subject(path))
+        for line in report["problems"]:
+            click.echo(f"problem: {line}")
+        click.echo(f"checked {report['files_checked']} files: {len(report['problems'])} problems")
+        if report["problems"]:
+            raise SystemExit(1)
+        return
     summary = inspect_subject(path)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -383,6 +396,10 @@ def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, exe
         click.echo(f"{k}: {v}")
 
 
+INTERRUPTED = ("interrupted: the newest checkpoint and all finished results are kept; "
+               "run the same command again to resume")
+
+
 def main(argv=None):
     from avatarbench.cli.output import setup_warnings
 
@@ -392,15 +409,17 @@ def main(argv=None):
     except AvatarbenchError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted: the newest checkpoint is kept; run the same command to resume", err=True)
-        sys.exit(130)
+    except OSError as e:  # anything not already turned into a one-line AvatarbenchError
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"error: {where}{e.strerror or type(e).__name__} ({type(e).__name__}); results written "
+                   "before this point are intact", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

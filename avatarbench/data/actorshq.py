@@ -110,7 +110,9 @@ def load_actorshq(path: str | Path, scale: float | None = None) -> Subject:
         raise DataError(root, "sequence folder not found", "ActorsHQ/Actor0X/Sequence1")
     res = root / RESOLUTION
     cameras = read_actorshq_calibration(res / "calibration.csv")
-    names = [c.name for c in cameras]
+    from avatarbench.data.safe_paths import safe_component
+
+    names = [safe_component(c.name, source=res / "calibration.csv", what="camera name") for c in cameras]
     params = load_smplx_params(root / "smpl_params.npz")
     actor = root.parent.name if root.name.lower().startswith("sequence") else root.name
     info = read_subject_json(root)

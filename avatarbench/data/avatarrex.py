@@ -125,7 +125,9 @@ def load_avatarrex(path: str | Path, scale: float | None = None) -> Subject:
     if not root.is_dir():
         raise DataError(root, "subject folder not found", "an AvatarReX subject folder")
     cameras = read_krt_calibration(root / CALIBRATION_FILE)
-    names = [c.name for c in cameras]
+    from avatarbench.data.safe_paths import safe_component
+
+    names = [safe_component(c.name, source=root / CALIBRATION_FILE, what="camera name") for c in cameras]
     params = load_smplx_params(root / "smpl_params.npz")
     info = read_subject_json(root)
     name = str(info.get("name", root.name)) if info else root.name

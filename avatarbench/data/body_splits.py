@@ -317,7 +317,7 @@ class GtMeshLoader:
 
     def __call__(self, t: int) -> np.ndarray | None:
         p = self.folder / f"{int(t):08d}.npy"
-        return np.load(p) if p.exists() else None
+        return np.load(p, allow_pickle=False) if p.exists() else None
 
 
 def _clip(frames: Sequence[int], n: int) -> list[int]:
@@ -414,7 +414,7 @@ def build_body_subject(*, root: Path, name: str, layout: BodyLayout, cameras: li
     if gt_mesh_dir is not None and gt_mesh_dir.is_dir():
         faces_file = gt_mesh_dir / "faces.npy"
         if faces_file.exists():
-            meta["gt_mesh_faces"] = np.load(faces_file)
+            meta["gt_mesh_faces"] = np.load(faces_file, allow_pickle=False)
         gt_loader = GtMeshLoader(gt_mesh_dir)
     for k, v in (extra_meta or {}).items():
         meta.setdefault(k, v)

@@ -110,4 +110,6 @@ def save_png(path: str | Path, img: torch.Tensor | np.ndarray) -> None:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, a)
+    # encode in memory, then one plain write: a failing write (disk full) is an ordinary OSError
+    # here, not an exception in an imageio file object's destructor (same bytes as writing directly)
+    Path(path).write_bytes(iio.imwrite("<bytes>", a, extension=".png"))

@@ -43,6 +43,7 @@ import torch
 
 from avatarbench.data.camera import Camera
 from avatarbench.data.flame_params import LazyParams, read_flame_params
+from avatarbench.data.safe_paths import dataset_file
 from avatarbench.data.subject import Frame, Subject
 from avatarbench.errors import ConfigError, DataError
 
@@ -217,7 +218,28 @@ class _FrameParser:
         for key in ("file_path", "flame_param_path", "fg_mask_path", "gt_mesh_path"):
             if key in fr and fr[key] is not None and (not isinstance(fr[key], str) or not fr[key]):
                 raise self.fail(i, f"key {key!r} is {fr[key]!r}", "a relative file path")
+        fr = dict(fr)
+        for key in ("file_path", "flame_param_path", "fg_mask_path", "gt_mesh_path"):
+            if fr.get(key):
+                fr[key] = dataset_file(self.path.parent, fr[key], source=self.path, where=f"frame {i}: key {key!r}")
+        cams = self.camera_list
+        if cams is not None and fr["camera_index"] not in cams:
+            raise self.fail(i, f"key 'camera_index' is {fr['camera_index']}, which is not in this file's "
+                               f"'camera_indices' {sorted(cams)}", "one of the listed cameras")
         return fr
+
+    @property
+    def camera_list(self) -> set[int] | None:
+        """The top-level ``camera_indices`` (None when the file has none)."""
+        if not hasattr(self, "_cams"):
+            c = self.top.get("camera_indices")
+            if c is None:
+                self._cams = None
+            elif not isinstance(c, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in c):
+                raise DataError(self.path, f"key 'camera_indices' is {c!r}", "a list of integer camera indices")
+            else:
+                self._cams = set(c)
+        return self._cams
 
     def matrix(self, fr: dict, i: int) -> np.ndarray:
         try:
@@ -439,7 +461,8 @@ def load_vhap(path: str | Path, *, scale: float | None = None, splits: str = "vh
             meta["canonical_error"] = str(e)
     body_model_path = None
     if info.get("body_model_path"):
-        body_model_path = root / info["body_model_path"]
+        body_model_path = root / dataset_file(root, info["body_model_path"], source=root / SUBJECT_FILE,
+                                              where="key 'body_model_path'")
         if not body_model_path.is_file():
             raise DataError(root / SUBJECT_FILE, f"body_model_path {info['body_model_path']!r} does not exist",
                             "a path relative to the dataset folder")

@@ -71,11 +71,87 @@ def apply_sets(cfg: DictConfig, sets) -> None:
             where = f"'{parent_key}'" if parent_key else "the top level"
             valid = sorted(parent.keys()) if isinstance(parent, DictConfig) else []
             raise ConfigError(f"--set {key}: unknown key (valid keys under {where}: {', '.join(map(str, valid))})")
+        new = _yaml_value(value)
+        _check_type(key, value, parent[leaf], new)
         try:
             # parse YAML scalars (numbers, booleans, lists) like the YAML files do
-            OmegaConf.update(cfg, key, _yaml_value(value), merge=False)
+            OmegaConf.update(cfg, key, new, merge=False)
         except (ConfigKeyError, ConfigAttributeError, OmegaConfBaseException) as e:
             raise ConfigError(f"--set {key}={value}: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+
+
+def _kind(v) -> str | None:
+    if isinstance(v, bool):
+        return "a boolean (true/false)"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    return None
+
+
+def _check_type(key: str, text: str, old, new) -> None:
+    """A ``--set`` value must have the type of the value it replaces (numbers stay numbers).
+
+    An integer key takes only whole numbers (``2.5`` is refused, never truncated); a float key
+    takes integers too; a boolean key only ``true``/``false``; keys that are ``null`` by default
+    take anything.
+    """
+    want = _kind(old)
+    if want is None:
+        return
+    ok = (isinstance(new, bool) if isinstance(old, bool)
+          else isinstance(new, int) and not isinstance(new, bool) if isinstance(old, int)
+          else isinstance(new, (int, float)) and not isinstance(new, bool))
+    if not ok:
+        raise ConfigError(f"--set {key}={text}: expected {want} (the default is {old!r})")
+
+
+def _iteration_keys(node, prefix=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                yield from _iteration_keys(v, key + ".")
+            elif str(k).endswith("iterations"):
+                yield key, v
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Type and range checks of the resolved config, done before anything is written.
+
+    Every ``*iterations`` key under ``method`` is a whole number >= 0; engine counters are
+    positive (``log_every``) or non-negative (``checkpoint_every``, ``eval_every``,
+    ``num_threads``, ``keep_checkpoints``); ``data.scale`` is positive. The total number of
+    training steps (> 0) is checked by :func:`check_total_iterations` once the method exists.
+    """
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key, v in _iteration_keys(c.get("method", {}), "method."):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{key}={v!r}: expected a whole number of iterations")
+        if v < 0:
+            raise ConfigError(f"{key}={v}: expected a number of iterations >= 0")
+    eng = c.get("engine", {})
+    for key, minimum in (("log_every", 1), ("checkpoint_every", 0), ("eval_every", 0), ("num_threads", 0),
+                         ("keep_checkpoints", 0), ("eval_frames", 0), ("seed", 0)):
+        v = eng.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ConfigError(f"engine.{key}={v!r}: expected a whole number >= {minimum}")
+    scale = c.get("data", {}).get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+        raise ConfigError(f"data.scale={scale!r}: expected a positive number")
+
+
+def check_total_iterations(cfg: DictConfig, total: int) -> None:
+    """A run must train: ``total`` (the method's summed stage iterations) must be > 0."""
+    if int(total) <= 0:
+        keys = [k for k, _ in _iteration_keys(OmegaConf.to_container(cfg.method, resolve=True), "method.")]
+        raise ConfigError(f"{cfg.run.method} would train for {total} iterations: set "
+                          f"{' / '.join(keys[:3]) or 'its iterations'} to a value > 0")
 
 
 def _yaml_value(value: str):
@@ -148,11 +224,35 @@ def _check_known_keys(base: DictConfig, overlays, where) -> None:
 
 
 def training_identity(cfg: DictConfig) -> dict:
-    """The part of the config that determines the trained model (everything but the protocol)."""
+    """The part of the config that determines the trained model.
+
+    Everything but the protocol, the output location and the settings that only change what is
+    shown or kept (progress bars, ``--quiet``, thread count, logging, checkpoint retention,
+    image cache size): a run interrupted with ``--quiet`` resumes without it.
+    """
     c = OmegaConf.to_container(cfg, resolve=True)
     c.pop("protocol", None)
     c.get("run", {}).pop("split", None)
     c.get("data", {}).pop("driver", None)
     c.get("data", {}).pop("driver_split", None)
     c.pop("output", None)
+    eng = c.get("engine", {})
+    for key in NON_IDENTITY_ENGINE_KEYS:  # do not change the trained model
+        eng.pop(key, None)
+    c.get("data", {}).pop("cache_images_gb", None)
+    return c
+
+
+#: engine settings that do not change the trained model (display, logging, threads, retention)
+NON_IDENTITY_ENGINE_KEYS = ("progress", "num_threads", "wandb", "log_every", "keep_checkpoints")
+
+
+def strip_identity(identity: dict) -> dict:
+    """An identity saved by an older version, with the keys that no longer count removed."""
+    import copy
+
+    c = copy.deepcopy(identity)
+    for key in NON_IDENTITY_ENGINE_KEYS:
+        c.get("engine", {}).pop(key, None)
+    c.get("data", {}).pop("cache_images_gb", None)
     return c

@@ -59,12 +59,17 @@ class RunLogger:
             self._echo(f"wandb ({args['mode']}): {getattr(self._wandb, 'url', None) or where}")
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (an interrupted run resumes from its checkpoint)."""
+        """Drop rows logged after ``step`` (an interrupted run resumes from its checkpoint; ``0``:
+        a run killed before its first checkpoint starts its log afresh) and a partial last line
+        left by a kill mid-write. Both files are rewritten atomically."""
         if not self.jsonl.exists():
+            if self.csv.exists():
+                self.csv.unlink()
             return
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("step", 0) <= step]
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        rows = [r for r in _parse_rows(self.jsonl) if r.get("step", 0) <= step]
+        from avatarbench.results.durable import durable_write_bytes
+
+        durable_write_bytes(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows).encode())
         self._rewrite_csv(rows)
 
     def log(self, step: int, scalars: dict) -> None:
@@ -75,22 +80,26 @@ class RunLogger:
             with self.csv.open("a", newline="") as f:
                 csv.DictWriter(f, fieldnames=self._keys).writerow(row)
         else:  # new columns: rewrite the CSV once
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
-            self._rewrite_csv(rows)
+            self._rewrite_csv(_parse_rows(self.jsonl))
         if self._wandb_args is not None:
             self._start_wandb()
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}, step=step)
 
     def _rewrite_csv(self, rows: list[dict]) -> None:
+        import io
+
+        from avatarbench.results.durable import durable_write_bytes
+
         keys: list[str] = []
         for r in rows:
             keys += [k for k in r if k not in keys]
         self._keys = keys
-        with self.csv.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        durable_write_bytes(self.csv, buf.getvalue().encode())
 
     def close(self) -> None:
         if self._wandb is not None:
@@ -117,8 +126,23 @@ def _wandb_id(run_dir: Path) -> str:
     return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
 
+def _parse_rows(path: Path) -> list[dict]:
+    """The rows of a JSON-lines log; a line that does not parse (a write cut short by a kill) is dropped."""
+    rows = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def read_log(run_dir: Path) -> list[dict]:
     p = Path(run_dir) / "train_log.jsonl"
     if not p.exists():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return _parse_rows(p)

@@ -7,23 +7,22 @@
 
 from __future__ import annotations
 
-import io
 import json
+import sys
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 
 def _load_method(run_dir: Path):
-    from avatarbench.engine.checkpoint import latest_checkpoint, load_checkpoint
+    from avatarbench.engine.checkpoint import load_latest_valid
     from avatarbench.engine.registry import load_method_class
     from avatarbench.engine.run import load_run_subject, train_frames_for
     from avatarbench.engine.trainer import seed_everything, select_device
 
     cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
-    ck = latest_checkpoint(run_dir)
-    if ck is None:
+    found = load_latest_valid(run_dir, echo=lambda m: print(m, file=sys.stderr))
+    if found is None:
         from avatarbench.errors import DataError
 
         raise DataError(Path(run_dir) / "checkpoints", "no checkpoint in the run folder")
@@ -31,15 +30,15 @@ def _load_method(run_dir: Path):
     subject = load_run_subject(cfg)
     method = load_method_class(cfg.run.method)(cfg.method, subject, select_device(cfg.engine.device))
     method.setup(train_frames_for(subject, cfg))
-    payload = load_checkpoint(ck)
+    ck, payload = found
     method.load_state_dict(payload["method"])
     return cfg, subject, method, ck, payload
 
 
 def _bytes(obj) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
+    from avatarbench.engine.checkpoint import checkpoint_bytes
+
+    return checkpoint_bytes(obj)
 
 
 def check_reproducibility(run_dir: Path, split: str, *, progress: bool = False, echo=None) -> dict:
@@ -55,6 +54,16 @@ def check_reproducibility(run_dir: Path, split: str, *, progress: bool = False, 
     from avatarbench.engine.run import split_frames
 
     run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        from avatarbench.errors import DataError
+
+        raise DataError(run_dir, "not an avatarbench run folder (no run.json)", "a folder made by `avatarbench run`")
+    if not (run_dir / "eval" / split / "results.json").is_file():
+        from avatarbench.errors import DataError
+
+        done = sorted(p.parent.name for p in (run_dir / "eval").glob("*/results.json"))
+        raise DataError(run_dir / "eval" / split, f"split {split!r} has not been evaluated in this run folder",
+                        f"one of {', '.join(done)}" if done else f"`avatarbench run ... --split {split}` first")
     say("check 1/3: loading the final checkpoint and saving it again")
     cfg, subject, method, ck, payload = _load_method(run_dir)
     resaved = dict(payload)

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from avatarbench.engine.config import RunRequest, resolve_config, training_identity
 from avatarbench.engine.registry import get_spec, load_method_class
-from avatarbench.errors import ConfigError, RunExistsError
+from avatarbench.errors import ConfigError, RunExistsError, WriteError
 from avatarbench.results.store import config_sha, environment_info, now_iso, run_folder, write_json
 
 DEFAULT_DRIVERS = {"synth_head_a": "synth_head_b", "synth_head": "synth_head_b", "synth_head_b": "synth_head_a",
@@ -91,41 +91,168 @@ def split_frames(subject, cfg) -> list:
     return frames
 
 
-def prepare_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
-    root = Path(cfg.output.root)
-    run_dir = Path(output) if output else run_folder(root, subject_name, cfg.run.method, cfg.run.ablation,
-                                                     cfg.run.preset, int(cfg.engine.seed))
+def planned_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
+    """Where the run folder of ``cfg`` lives (``--output`` or the results-store layout)."""
+    if output:
+        return Path(output)
+    return run_folder(Path(cfg.output.root), subject_name, cfg.run.method, cfg.run.ablation, cfg.run.preset,
+                      int(cfg.engine.seed))
+
+
+#: what a folder holds before its first checkpoint: safe to take over when training never started
+_PRE_TRAINING_FILES = {"config.yaml", "run.json", "environment.json", "train.lock", "train_log.jsonl",
+                       "train_log.csv", "wandb", "checkpoints", "eval"}
+
+
+def _has_training(run_dir: Path) -> bool:
+    from avatarbench.engine.checkpoint import list_checkpoints
+
+    return bool(list_checkpoints(run_dir)) or any((run_dir / "eval").glob("*/results.json"))
+
+
+def _is_locked(run_dir: Path) -> bool:
+    """True while another process holds ``<run>/train.lock`` (a training in progress)."""
+    import fcntl
+
+    lock = run_dir / "train.lock"
+    if not lock.exists():
+        return False
+    try:
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def check_output_location(run_dir: Path) -> None:
+    """Refuse (before anything is written) an output that is a file or lies below a file."""
+    for p in [run_dir, *run_dir.parents]:
+        if p.exists():
+            if not p.is_dir():
+                what = "--output" if p == run_dir else f"a parent of {run_dir}"
+                raise RunExistsError(f"{p}: {what} is a file, not a folder; choose another --output")
+            break
+
+
+def _saved_matches(saved: dict, sha: str) -> bool:
+    from avatarbench.engine.config import strip_identity
+
+    if saved.get("config_sha") == sha:
+        return True
+    old = saved.get("identity")
+    return isinstance(old, dict) and config_sha(strip_identity(old)) == sha
+
+
+def _write_identity(folder: Path, cfg, meta: dict) -> None:
+    from avatarbench.results.durable import durable_write_bytes
+
+    durable_write_bytes(folder / "config.yaml", OmegaConf.to_yaml(cfg).encode())
+    write_json(folder / "run.json", meta)
+
+
+def prepare_run_dir(cfg, subject_name: str, output: Path | None, echo=None) -> Path:
+    """Create (atomically) or validate the run folder of ``cfg``.
+
+    - an existing folder with the same training identity is reused (resume / other splits);
+    - an existing folder with another identity is refused -- unless it never trained (no
+      checkpoint, no results, no training in progress): a crash or a bad option before training
+      leaves such a folder, and the corrected command takes it over;
+    - a new folder is created as ``.<name>.creating-<pid>`` next to its final place, filled with
+      ``config.yaml`` and ``run.json`` and renamed into place in one step, so a folder under the
+      final name always holds a complete ``run.json``.
+    """
+    import errno
+    import os
+    import shutil
+
+    run_dir = planned_run_dir(cfg, subject_name, output)
+    check_output_location(run_dir)
     identity = training_identity(cfg)
     sha = config_sha(identity)
-    meta_path = run_dir / "run.json"
-    if meta_path.exists():
-        saved = json.loads(meta_path.read_text())
-        if saved.get("config_sha") != sha:
-            old = saved.get("identity", {})
-            diff = sorted(_diff_keys(old, identity))
+    meta = {"method": cfg.run.method, "ablation": cfg.run.ablation, "preset": cfg.run.preset,
+            "subject": subject_name, "config_sha": sha, "created": now_iso(), "identity": identity}
+    if run_dir.parent.is_dir():
+        for old in run_dir.parent.glob(f".{run_dir.name}.creating-*"):  # left by a crash during creation
+            pid = old.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+    for _attempt in range(3):
+        meta_path = run_dir / "run.json"
+        if meta_path.exists():
+            try:
+                saved = json.loads(meta_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                saved = {}
+            if _saved_matches(saved, sha):
+                return run_dir
+            if not _has_training(run_dir) and not _is_locked(run_dir):
+                if echo is not None:
+                    echo(f"{run_dir} holds a run that never trained (another config); reusing the folder")
+                _write_identity(run_dir, cfg, meta)
+                return run_dir
+            diff = sorted(_diff_keys(saved.get("identity", {}), identity))
             raise RunExistsError(f"{run_dir} holds a run with a different training config (differs in: "
                                  f"{', '.join(diff[:6]) or 'unknown'}); choose another --output")
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            names = {p.name for p in run_dir.iterdir()}
+            if names <= _PRE_TRAINING_FILES and not _has_training(run_dir) and not _is_locked(run_dir):
+                _write_identity(run_dir, cfg, meta)  # left by a crash before run.json existed
+                return run_dir
+            raise RunExistsError(f"{run_dir} exists and is not an avatarbench run folder; choose another --output")
+        parent = run_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{run_dir.name}.creating-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            _write_identity(tmp, cfg, meta)
+            os.rename(tmp, run_dir)  # atomic; fails if another process created a non-empty folder first
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                continue  # lost the race: validate the winner's folder
+            raise
+        from avatarbench.results.durable import fsync_dir
+
+        fsync_dir(parent)
         return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunExistsError(f"{run_dir} exists and is not an avatarbench run folder; choose another --output")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
-    write_json(meta_path, {"method": cfg.run.method, "ablation": cfg.run.ablation, "preset": cfg.run.preset,
-                           "subject": subject_name, "config_sha": sha, "created": now_iso(), "identity": identity})
-    return run_dir
+    raise RunExistsError(f"{run_dir}: could not create the run folder (it keeps changing); try again")
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
-def training_lock(run_dir: Path):
-    """An exclusive advisory lock on ``<run>/train.lock`` (POSIX flock)."""
+def file_lock(path: Path):
+    """An exclusive advisory lock on ``path`` (POSIX flock), released on exit or process death."""
     import fcntl
 
-    with open(Path(run_dir) / "train.lock", "w") as fh:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def training_lock(run_dir: Path):
+    """The lock on ``<run>/train.lock`` held while training (jobs of other splits wait on it)."""
+    return file_lock(Path(run_dir) / "train.lock")
 
 
 def _diff_keys(a, b, prefix=""):
@@ -136,47 +263,76 @@ def _diff_keys(a, b, prefix=""):
         yield prefix.rstrip(".")
 
 
+@contextmanager
+def writing(what: str, path: Path):
+    """Turn an ``OSError`` while writing ``what`` into one :class:`WriteError` line naming the path."""
+    try:
+        yield
+    except OSError as e:
+        raise WriteError.from_oserror(e, what, path) from None
+
+
 def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_after: int | None = None,
             progress: bool = True) -> RunOutcome:
-    """Run a request end to end. ``stop_after`` interrupts training (tests of resume)."""
-    from avatarbench.engine.evaluate import render_frames, score_frames, score_geometry, sha256_of_files, \
-        summarize, write_videos
+    """Run a request end to end. ``stop_after`` interrupts training (tests of resume).
+
+    Everything that can be checked is checked before the run folder is created: the config
+    (types, ranges), the device, the subject, the output location, the method (its body model
+    and total iterations).
+    """
+    from avatarbench.engine.config import check_total_iterations, validate_config
     from avatarbench.engine.logging import RunLogger
     from avatarbench.engine.trainer import seed_everything, select_device, train
 
     cfg = resolve_config(req)
     if not progress:
         cfg.engine.progress = False
+    validate_config(cfg)
     spec = get_spec(req.method)
+    device = select_device(cfg.engine.device)
     subject = load_run_subject(cfg)
     if subject.kind != spec.kind:
         raise ConfigError(f"method {req.method} is a {spec.kind} method but subject {subject.name!r} is a "
                           f"{subject.kind} subject")
-    run_dir = prepare_run_dir(cfg, subject.name, output)
-    eval_dir = run_dir / "eval" / cfg.run.split
-    if (eval_dir / "results.json").exists():
+    planned = planned_run_dir(cfg, subject.name, output)
+    check_output_location(planned)
+    eval_dir = planned / "eval" / cfg.run.split
+    if (eval_dir / "results.json").exists() and (planned / "run.json").exists():
+        prepare_run_dir(cfg, subject.name, output, echo)  # refuses another config
         echo(f"{eval_dir} already has results; not re-scoring (use another --output for a fresh run)")
-        return RunOutcome(run_dir, eval_dir, json.loads((eval_dir / "results.json").read_text()), True)
+        return RunOutcome(planned, eval_dir, json.loads((eval_dir / "results.json").read_text()), True)
 
-    device = select_device(cfg.engine.device)
+    # frames and image headers before seeding, so the RNG stream from the seed on is unchanged
+    train_frames = train_frames_for(subject, cfg)
+    frames = split_frames(subject, cfg)
+    from avatarbench.data.check import check_frame_sizes
+
+    check_frame_sizes(train_frames + frames)  # header reads: a wrong-size image stops the run before training
+
     from avatarbench.render import set_default_backend
 
     set_default_backend(str(cfg.render.backend))
     if cfg.engine.num_threads:
         torch.set_num_threads(int(cfg.engine.num_threads))
-    write_json(run_dir / "environment.json", environment_info(device))
     seed_everything(int(cfg.engine.seed))
     method = load_method_class(req.method)(cfg.method, subject, device)
-    train_frames = train_frames_for(subject, cfg)
+    check_total_iterations(cfg, method.total_iterations())
     method.setup(train_frames)
     eval_frames = subject.frames("novel_view")[: int(cfg.engine.eval_frames)] if "novel_view" in \
         subject.split_names else []
+    with writing("the run folder", planned):
+        run_dir = prepare_run_dir(cfg, subject.name, output, echo)
     with training_lock(run_dir):  # jobs of other splits wait, then reuse the trained model
+        env_path = run_dir / "environment.json"
+        if not env_path.exists():  # the training environment; later commands never overwrite it
+            with writing("the environment record", env_path):
+                write_json(env_path, environment_info(device))
         logger = RunLogger(run_dir, cfg.engine.wandb, OmegaConf.to_container(cfg, resolve=True),
                            name=f"{subject.name}/{req.method}", echo=echo)
         try:
-            tr = train(method, train_frames, cfg, run_dir, eval_frames=eval_frames, logger=logger,
-                       stop_after=stop_after)
+            with writing("a checkpoint or the training log", run_dir):
+                tr = train(method, train_frames, cfg, run_dir, eval_frames=eval_frames, logger=logger,
+                           stop_after=stop_after, echo=echo)
         finally:
             logger.close()
     if tr.resumed_from is not None:
@@ -185,13 +341,44 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
     if tr.steps < method.total_iterations():
         echo(f"stopped at step {tr.steps} of {method.total_iterations()} (checkpoint saved)")
         return RunOutcome(run_dir, eval_dir, {}, False)
-    method.export(run_dir / "export", None)
+    with writing("the method export", run_dir / "export"):
+        method.export(run_dir / "export", None)
 
-    frames = split_frames(subject, cfg)
-    tmp_dir = eval_dir.with_name(eval_dir.name + ".partial")
-    if tmp_dir.exists():
+    # one evaluation per split at a time: a second identical command waits, then reuses the result
+    with file_lock(run_dir / "eval" / f".{cfg.run.split}.lock"):
+        if (eval_dir / "results.json").exists():
+            echo(f"{eval_dir} already has results; not re-scoring (use another --output for a fresh run)")
+            return RunOutcome(run_dir, eval_dir, json.loads((eval_dir / "results.json").read_text()), True)
+        tmp_dir = eval_dir.with_name(eval_dir.name + ".partial")
+        with writing(f"the {cfg.run.split} evaluation", tmp_dir), _removed_on_error(tmp_dir):
+            results = _evaluate(req, cfg, method, subject, frames, tr, run_dir, tmp_dir, device)
+            tmp_dir.rename(eval_dir)
+            from avatarbench.results.durable import fsync_dir
+
+            fsync_dir(eval_dir.parent)
+    return RunOutcome(run_dir, eval_dir, results, False)
+
+
+@contextmanager
+def _removed_on_error(folder: Path):
+    """Remove a half-written folder when its block fails (disk full, Ctrl-C): no partial results stay."""
+    try:
+        yield
+    except BaseException:
         import shutil
 
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _evaluate(req, cfg, method, subject, frames, tr, run_dir: Path, tmp_dir: Path, device) -> dict:
+    """Render and score the split into ``tmp_dir`` (renamed into place by the caller)."""
+    import shutil
+
+    from avatarbench.engine.evaluate import render_frames, score_frames, score_geometry, sha256_of_files, \
+        summarize, write_videos
+
+    if tmp_dir.exists():
         shutil.rmtree(tmp_dir)
     renders, times = render_frames(method, frames, tmp_dir, progress=bool(cfg.engine.progress))
     videos = write_videos(frames, tmp_dir) if (cfg.output.save_videos and cfg.run.split != "novel_view") else []
@@ -224,9 +411,9 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         geometry.to_csv(tmp_dir / "metrics_geometry.csv", index=False)
         results["geometry"] = summarize(geometry)
     results["renders_sha256"] = sha256_of_files(list((tmp_dir / "renders").glob("**/*.png")))
+    write_json(tmp_dir / "environment.json", environment_info(device))  # this evaluation's environment
     write_json(tmp_dir / "results.json", results)
-    tmp_dir.rename(eval_dir)
-    return RunOutcome(run_dir, eval_dir, results, False)
+    return results
 
 
 def format_summary(outcome: RunOutcome) -> str:

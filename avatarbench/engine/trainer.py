@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from avatarbench.data.subject import Frame
-from avatarbench.engine.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                                           set_rng_state)
+from avatarbench.engine.checkpoint import load_latest_valid, rng_state, save_checkpoint, set_rng_state
 from avatarbench.engine.image_cache import ImageCache
 from avatarbench.engine.logging import RunLogger
 from avatarbench.engine.method import AvatarMethod, Sample
@@ -59,27 +58,29 @@ def checkpoint_interval(cfg, total: int) -> int:
 
 def train(method: AvatarMethod, train_frames: list[Frame], cfg, run_dir: Path, *,
           eval_frames: list[Frame] | None = None, logger: RunLogger | None = None,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, echo=None) -> TrainResult:
     """Train ``method`` on ``train_frames`` (setup already done), resuming from ``run_dir``.
 
     Args:
         stop_after: stop (with a checkpoint) once this many steps are done -- used by tests to
             simulate an interruption.
+        echo: where one-line warnings go (a corrupt newest checkpoint moved aside).
     """
     total = method.total_iterations()
     sampler = FrameSampler(len(train_frames), int(cfg.engine.seed))
     cache = ImageCache(float(cfg.data.cache_images_gb) * 1e9)
     ck_every = checkpoint_interval(cfg, total)
     start, seconds, resumed = 0, 0.0, None
-    ck = latest_checkpoint(run_dir)
-    if ck is not None:
-        payload = load_checkpoint(ck)
+    found = load_latest_valid(run_dir, echo=echo)
+    ck = found[0] if found is not None else None
+    if found is not None:
+        payload = found[1]
         method.load_state_dict(payload["method"])
         sampler.load_state_dict(payload["sampler"])
         set_rng_state(payload["rng"])
         start, seconds, resumed = int(payload["step"]), float(payload.get("train_seconds", 0.0)), int(payload["step"])
-        if logger is not None:
-            logger.truncate_after(start)
+    if logger is not None:  # rows logged after the checkpoint (or before the first one) are redone
+        logger.truncate_after(start)
     if start >= total:
         return TrainResult(start, seconds, resumed, ck)
 

@@ -79,10 +79,12 @@ def environment_info(device=None) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
+    """Write a JSON record atomically and durably (temp file, fsync, ``os.replace``, fsync of the folder)."""
+    from avatarbench.results.durable import durable_write_bytes
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
+    durable_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
 def find_results(root: Path) -> list[dict]:

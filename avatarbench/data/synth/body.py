@@ -516,7 +516,7 @@ def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 
         o = forward(f, motion["transl"][f])
         motion["transl"][f, 1] -= float(o.verts[0, :, 1].min())
     save_smplx_params(out / "smpl_params.npz", betas, motion)
-    params = np.load(out / "smpl_params.npz")  # what loaders see (float32)
+    params = np.load(out / "smpl_params.npz", allow_pickle=False)  # what loaders see (float32)
 
     (out / "gt_mesh").mkdir(parents=True, exist_ok=True)
     np.save(out / "gt_mesh" / "faces.npy", faces.numpy().astype(np.int32))
