@@ -20,6 +20,8 @@ COLUMNS = ("paper", "table", "method", "method_id", "is_paper_method", "dataset"
            "lpips", "lpips_net", "lpips_resolution", "fid", "resolution", "masking", "background", "subjects",
            "eval_views", "source", "verification", "notes")
 METRIC_COLUMNS = ("psnr", "ssim", "lpips", "fid")
+#: CSVs in results/paper that are not published-results tables (they have schemas of their own)
+NOT_PAPER_RESULTS = ("ablations.csv",)
 VERIFICATION_MARKERS = ("VERIFIED", "SECONDARY", "UNVERIFIED")
 TASKS = ("novel_view", "self_reenact", "cross_reenact", "novel_pose", "unknown")
 LPIPS_NETS = ("alex", "vgg", "unknown", "")
@@ -44,7 +46,7 @@ def paper_results_dir() -> Path:
 
 
 def load_paper_results(directory: str | Path | None = None, *, include_placeholders: bool = False):
-    """Read every ``*.csv`` in ``results/paper`` into one validated DataFrame.
+    """Read every ``*.csv`` in ``results/paper`` (but :data:`NOT_PAPER_RESULTS`) into one validated DataFrame.
 
     Args:
         directory: folder of CSVs (default :func:`paper_results_dir`).
@@ -60,7 +62,8 @@ def load_paper_results(directory: str | Path | None = None, *, include_placehold
     import pandas as pd
 
     folder = Path(directory) if directory is not None else paper_results_dir()
-    files = sorted(folder.glob("*.csv"))
+    # ablations.csv holds the papers' ablation claims in a schema of its own (avatarbench.results.study)
+    files = sorted(f for f in folder.glob("*.csv") if f.name not in NOT_PAPER_RESULTS)
     if not files:
         raise DataError(folder, "no *.csv files", "gaussian_avatars.csv, gaussian_head_avatar.csv, ...")
     frames = []

@@ -20,6 +20,7 @@ def test_bench_methods_uses_the_presets_threads_in_its_own_process(tmp_path, mon
     finally:
         torch.set_num_threads(parent_threads)
     report = json.loads((tmp_path / path).read_text())["methods"]
+    assert len(report["rows"]) == 1, lines  # a failed method is reported in one line and left out
     (row,) = report["rows"]
     assert report["isolated_processes"] is True
     assert row["torch_threads"] == 1  # smoke's engine.num_threads, not this process's 2
