@@ -124,7 +124,9 @@ class RunView:
 
     def _probe_client_side(self) -> bool:
         frames = self.subject.frames("train")
-        return bool(frames) and self.method.gaussians_at(frames[0]) is not None
+        g = self.method.gaussians_at(frames[0]) if frames else None
+        self.view_dependent = g is not None and bool(g.sh_degree)
+        return g is not None
 
     # ------------------------------------------------------------------ timelines
     def timeline_names(self) -> list[str]:
