@@ -22,7 +22,6 @@ from dataclasses import replace
 import numpy as np
 
 from avatarbench.viewer.runs import RunView, camera_from_view, camera_pose_wxyz, error_heatmap
-from avatarbench.viewer.splats import SCENE_SCALE
 
 MODES = ("splats (client)", "renderer (server)")
 

@@ -17,7 +17,7 @@ from avatarbench.data.camera import Camera
 from avatarbench.data.subject import Frame
 from avatarbench.engine.restore import TrainedRun, load_trained_run
 from avatarbench.viewer import controls as C
-from avatarbench.viewer.splats import SCENE_SCALE, SplatArrays, to_splats
+from avatarbench.viewer.splats import SplatArrays, choose_scene_scale, to_splats
 
 #: timeline names: the subject's splits plus the cross-identity drivers
 TIMELINES = ("train", "novel_view", "self_reenact", "cross_reenact")
@@ -126,6 +126,7 @@ class RunView:
         frames = self.subject.frames("train")
         g = self.method.gaussians_at(frames[0]) if frames else None
         self.view_dependent = g is not None and bool(g.sh_degree)
+        self.scene_scale = choose_scene_scale(g.scales) if g is not None else 1.0
         return g is not None
 
     # ------------------------------------------------------------------ timelines
@@ -184,13 +185,13 @@ class RunView:
         return replace(frame, driving=driving, driver="manual")
 
     # ------------------------------------------------------------------ outputs
-    def splats(self, frame: Frame, camera_center=None, scene_scale: float = SCENE_SCALE) -> SplatArrays | None:
+    def splats(self, frame: Frame, camera_center=None, scene_scale: float | None = None) -> SplatArrays | None:
         g = self.method.gaussians_at(frame)
         if g is None:
             return None
         if camera_center is None:
             camera_center = frame.camera.center.numpy()
-        return to_splats(g, camera_center, scene_scale)
+        return to_splats(g, camera_center, self.scene_scale if scene_scale is None else scene_scale)
 
     @torch.no_grad()
     def render(self, frame: Frame, camera: Camera | None = None) -> tuple[np.ndarray, np.ndarray | None]:

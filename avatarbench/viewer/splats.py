@@ -5,8 +5,8 @@ RGB (no spherical harmonics) and stores the six upper-triangular covariance term
 **float16**. Metric heads have millimetre-scale Gaussians: a variance of (1 mm)^2 = 1e-6 lies in
 float16's subnormal range (below 6.1e-5), where the spacing is 6e-8, i.e. a few per cent error.
 We therefore multiply the scene by ``scene_scale`` (10 by default: variances x100, into the normal
-range, where the relative error is at most 2^-11 = 0.05 %) and give the splat node the inverse
-scale, so the avatar keeps its metric size in the viewer's world. SH colours are evaluated here
+range, where the relative error is at most 2^-11 = 0.05 %; :func:`choose_scene_scale` picks a
+larger power of ten for sub-millimetre Gaussians) and give the splat node the inverse scale, so the avatar keeps its metric size in the viewer's world. SH colours are evaluated here
 for the current view (direction camera centre -> mean, exactly as the renderer does).
 """
 
@@ -79,6 +79,29 @@ def to_splats(g: FrameGaussians, camera_center=None, scene_scale: float = SCENE_
         rgbs=view_colors(g, camera_center).detach().cpu().numpy().astype(np.float32),
         opacities=g.opacities.detach().reshape(-1, 1).clamp(0, 1).cpu().numpy().astype(np.float32),
         scene_scale=s)
+
+
+#: smallest normal float16 (2^-14); below it the spacing is fixed at 2^-24 (subnormals)
+FLOAT16_MIN_NORMAL = 2.0 ** -14
+
+
+def choose_scene_scale(scales: torch.Tensor, quantile: float = 0.01) -> float:
+    """The power of ten (at least :data:`SCENE_SCALE`) that lifts the largest variance of all but
+    the smallest ``quantile`` of Gaussians into float16's normal range, where the relative error
+    of every stored term is at most 2^-11 (0.05 %); capped so no variance overflows (65504).
+
+    Args:
+        scales: (N, 3) standard deviations in metres.
+    """
+    var_max = scales.detach().to(torch.float64).amax(dim=-1) ** 2
+    if var_max.numel() == 0:
+        return SCENE_SCALE
+    low = float(torch.quantile(var_max, quantile).clamp_min(1e-30))
+    high = float(var_max.max())
+    s = SCENE_SCALE
+    while low * s * s < FLOAT16_MIN_NORMAL and high * (10 * s) ** 2 < 6.0e4:
+        s *= 10
+    return s
 
 
 def float16_roundtrip(cov: np.ndarray) -> np.ndarray:
