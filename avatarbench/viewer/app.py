@@ -122,6 +122,7 @@ class ViewerApp:
             cams = [str(c) for c in sorted(v0.subject.cameras)]
             self.g_cam = gui.add_dropdown("dataset camera", tuple(cams), initial_value=cams[0])
             self.g_snap = gui.add_button("snap to dataset camera")
+            self.g_show_cams = gui.add_checkbox("show dataset cameras", True)
         with gui.add_folder("Render"):
             modes = MODES if all(v.client_side for v in self.views) else MODES[1:]
             self.g_mode = gui.add_dropdown("path", modes, initial_value=modes[0])
@@ -143,18 +144,25 @@ class ViewerApp:
         self.g_mode.on_update(self._guard(lambda _e: self._update_scene()))
         self.g_res.on_update(self._guard(lambda _e: self._dirty.set()))
         self.g_inspect.on_update(self._guard(lambda _e: self._update_inspect()))
+        self.g_show_cams.on_update(self._guard(lambda _e: self._show_cameras(self.g_show_cams.value)))
         self.g_snap.on_click(self._guard(lambda e: self._snap(e.client)))
         self.g_reset.on_click(self._guard(self._reset_controls))
 
+    def _show_cameras(self, visible: bool) -> None:
+        for h in self.frustums:
+            h.visible = bool(visible)
+
     def _add_cameras(self) -> None:
         v0 = self.views[0]
+        self.frustums = []
         scale = 0.05 if v0.kind == "head" else 0.2
         for cid, cam in sorted(v0.subject.cameras.items()):
             q, t = camera_pose_wxyz(cam)
             fov = 2 * np.arctan(0.5 * cam.height / cam.fy)
-            self.server.scene.add_camera_frustum(f"/cameras/{cid:02d}", fov=float(fov), aspect=cam.width / cam.height,
-                                                 scale=scale, thickness=0.03 * scale, wxyz=q, position=t,
-                                                 color=(150, 150, 150), cast_shadow=False, receive_shadow=False)
+            self.frustums.append(self.server.scene.add_camera_frustum(
+                f"/cameras/{cid:02d}", fov=float(fov), aspect=cam.width / cam.height, scale=scale,
+                thickness=0.03 * scale, wxyz=q, position=t, color=(150, 150, 150), cast_shadow=False,
+                receive_shadow=False))
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, fn):
