@@ -126,6 +126,25 @@ def test_app_scene_timeline_inspect_and_bad_requests(app, smoke_run):
     app.g_mesh.value = True
     assert app.mesh_nodes[0].vertices.shape[1] == 3
     app.g_mesh.value = False
+    # the server path: method.render() for the browser's camera (here: dataset camera 0 exactly)
+    from avatarbench.viewer.runs import camera_from_view, camera_pose_wxyz
+
+    cam = app.current_frames()[0].camera
+    q, t = camera_pose_wxyz(cam)
+
+    class FakeClient:
+        class camera:  # noqa: N801
+            wxyz, position = q, t
+            fov = float(2 * np.arctan(0.5 * cam.height / cam.fy))
+            aspect = cam.width / cam.height
+
+    app.g_res.value = 48
+    img = app.server_render(FakeClient)
+    direct = v.render(app.current_frames()[0], camera_from_view(q, t, FakeClient.camera.fov, FakeClient.camera.aspect,
+                                                                 48))[0]
+    assert np.abs(img.astype(int) - direct.astype(int)).max() <= 1  # alpha compositing of one run = its render
+    assert img.shape == (48, round(48 * cam.width / cam.height), 3) and img.dtype == np.uint8
+    assert (np.abs(img.astype(int) - 255).max(-1) > 12).mean() > 0.05  # the avatar, not only background
     # a failing request is reported, the server keeps running
     app._guard(lambda _e: v.frame("no_such_split", 0))(None)
     assert app.logs and app.logs[-1].startswith("viewer: ValueError: unknown timeline")
