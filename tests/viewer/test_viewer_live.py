@@ -249,3 +249,26 @@ def test_browser_shows_the_avatar_where_its_projection_says(app):
         assert changed > 0.02, f"the timeline move changed only {changed:.1%} of the avatar's pixels"
     finally:
         b.close()
+
+
+@pytest.mark.timeout(180)
+def test_exported_html_opens_from_disk_and_shows_the_avatar(app, tmp_path):
+    reason = _chromium_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.viewer.cdp import Browser
+    from avatarbench.viewer.export import export_html
+
+    out = export_html(app.views, tmp_path / "avatar.html", split="self_reenact", max_frames=2, port=_free_port())
+    b = Browser(800, 600)
+    try:
+        b.goto(out.as_uri())
+        frac, deadline = 0.0, time.monotonic() + 60
+        while time.monotonic() < deadline and frac < 0.05:
+            time.sleep(2.0)
+            img = b.screenshot()
+            centre = img[150:500, 250:650]  # the initial camera looks at the avatar's centre
+            frac = (np.abs(centre.astype(int) - 255).max(-1) > 12).mean()
+        assert frac > 0.05, f"the exported page shows no avatar ({frac:.1%} non-background pixels at its centre)"
+    finally:
+        b.close()
