@@ -80,6 +80,7 @@ class ViewerApp:
         self.splat_nodes: dict[int, object] = {}
         self.mesh_nodes: dict[int, object] = {}
         self.frame_counter = 0  # scene updates pushed (tests wait on it)
+        self._inspect_pending = False
 
     # ------------------------------------------------------------------ setup
     def start(self) -> str:
@@ -252,6 +253,8 @@ class ViewerApp:
             if client_mode:
                 self.server.scene.set_background_image(None)
             self.frame_counter += 1
+            if self.g_inspect.value:  # refreshed by the worker (it renders)
+                self._inspect_pending = True
         self._dirty.set()
 
     def _update_inspect(self) -> None:
@@ -342,6 +345,9 @@ class ViewerApp:
                 return
             time.sleep(0.05)  # coalesce bursts of camera updates
             try:
+                if self._inspect_pending:
+                    self._inspect_pending = False
+                    self._update_inspect()
                 if self.g_mode.value == MODES[1]:
                     for client in list(self.server.get_clients().values()):
                         try:

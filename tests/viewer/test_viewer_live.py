@@ -113,6 +113,15 @@ def test_app_scene_timeline_inspect_and_bad_requests(app, smoke_run):
     app.g_controls["jaw_open"].value = 0.0
     np.testing.assert_allclose(node.centers, sp.centers, rtol=1e-6)
     app.g_manual.value = False
+    # play advances the timeline by itself
+    start = int(app.g_frame.value)
+    app.g_fps.value = 30
+    app.g_play.value = True
+    deadline = time.monotonic() + 20
+    while int(app.g_frame.value) == start and time.monotonic() < deadline:
+        time.sleep(0.05)
+    app.g_play.value = False
+    assert int(app.g_frame.value) != start
     # GT panel: the per-image record of this frame from eval/self_reenact/metrics_per_image.csv
     import csv
 
@@ -272,3 +281,30 @@ def test_exported_html_opens_from_disk_and_shows_the_avatar(app, tmp_path):
         assert frac > 0.05, f"the exported page shows no avatar ({frac:.1%} non-background pixels at its centre)"
     finally:
         b.close()
+
+
+@pytest.mark.timeout(180)
+def test_cli_view_prints_its_url_and_serves_the_page(smoke_run):
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from avatarbench.cli.main import main; main()", "view",
+                             str(smoke_run), "--port", str(port), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 150
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "avatarbench view: serving" in line:
+                url = line.split(" at ")[1].split()[0]
+        assert url == f"http://localhost:{port}", url
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.status == 200 and b"<html" in r.read(2000).lower()
+    finally:
+        proc.terminate()
+        proc.wait(30)
