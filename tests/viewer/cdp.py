@@ -79,9 +79,13 @@ class Browser:
         r = self.send("Runtime.evaluate", expression=expr, returnByValue=True)
         return r.get("result", {}).get("value")
 
-    def screenshot(self) -> np.ndarray:
+    def screenshot(self, hide_alerts: bool = True) -> np.ndarray:
+        """(H, W, 3) uint8 of the page; ``hide_alerts`` hides notifications (e.g. viser's
+        "software WebGL" notice) with CSS first, leaving the page's state alone."""
         from PIL import Image
 
+        if hide_alerts:
+            self.evaluate("document.querySelectorAll('[role=alert]').forEach(e => e.style.visibility = 'hidden')")
         data = self.send("Page.captureScreenshot", format="png")["data"]
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
 

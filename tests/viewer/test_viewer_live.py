@@ -196,6 +196,17 @@ def _projected_pixels(app, width, height):
     return np.floor(uv[ok]).astype(int)
 
 
+def _settled(b, img, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        nxt = b.screenshot()
+        if np.abs(nxt.astype(int) - img.astype(int)).mean() < 0.2:
+            return nxt
+        img = nxt
+    return img
+
+
 def _usable(px, width):
     # leave out the GUI panel (right) and viser's notification (top left)
     x, y = px[:, 0], px[:, 1]
@@ -228,6 +239,7 @@ def test_browser_shows_the_avatar_where_its_projection_says(app):
             if frac > 0.9:
                 break
         assert img is not None, "the page never connected to the viewer"
+        img = _settled(b, img)  # splats fade in: wait until two screenshots agree
         assert len(px) > 200, "the avatar projects outside the visible canvas"
         assert frac > 0.9, f"only {frac:.0%} of the avatar's projected pixels differ from the background"
         # pixels well away from the projected avatar are background
