@@ -81,6 +81,7 @@ class ViewerApp:
         self.mesh_nodes: dict[int, object] = {}
         self.frame_counter = 0  # scene updates pushed (tests wait on it)
         self._inspect_pending = False
+        self._server_images = False  # a server render is shown as the background
 
     # ------------------------------------------------------------------ setup
     def start(self) -> str:
@@ -250,8 +251,9 @@ class ViewerApp:
                         f"/runs/{i}/mesh", verts, faces, color=(90, 200, 255), wireframe=True, position=tuple(off))
                 elif i in self.mesh_nodes:
                     self.mesh_nodes.pop(i).remove()
-            if client_mode:
+            if client_mode and self._server_images:
                 self.server.scene.set_background_image(None)
+                self._server_images = False
             self.frame_counter += 1
             if self.g_inspect.value:  # refreshed by the worker (it renders)
                 self._inspect_pending = True
@@ -347,6 +349,7 @@ class ViewerApp:
             try:
                 if self._inspect_pending:
                     self._inspect_pending = False
+        self._server_images = False  # a server render is shown as the background
                     self._update_inspect()
                 if self.g_mode.value == MODES[1]:
                     for client in list(self.server.get_clients().values()):
@@ -355,6 +358,7 @@ class ViewerApp:
                         except AssertionError:  # camera not yet known
                             continue
                         client.scene.set_background_image(img, format="jpeg", jpeg_quality=90)
+                        self._server_images = True
                 elif any(v.view_dependent for v in self.views):
                     self._update_scene_colours()
             except Exception as e:  # noqa: BLE001

@@ -95,6 +95,16 @@ def test_export_refuses_methods_without_client_side_splats(tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
+def test_restored_run_rerenders_its_saved_evaluation_exactly(app, smoke_run):
+    from PIL import Image
+
+    v = app.views[0]
+    for f in v.subject.frames("self_reenact")[:2]:  # the run scored protocol.max_frames=2
+        png = smoke_run / "eval" / "self_reenact" / "renders" / f"cam_{f.camera.id:02d}" / (f.key.replace("/", "__") + ".png")
+        saved = np.asarray(Image.open(png).convert("RGB"))
+        np.testing.assert_array_equal(v.render(f)[0], saved)
+
+
 def test_app_scene_timeline_inspect_and_bad_requests(app, smoke_run):
     v = app.views[0]
     node = app.splat_nodes[0]
