@@ -349,7 +349,6 @@ class ViewerApp:
             try:
                 if self._inspect_pending:
                     self._inspect_pending = False
-        self._server_images = False  # a server render is shown as the background
                     self._update_inspect()
                 if self.g_mode.value == MODES[1]:
                     for client in list(self.server.get_clients().values()):
