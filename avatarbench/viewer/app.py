@@ -45,20 +45,25 @@ def run_offsets(views: list[RunView], spacing: float | None = None) -> list[np.n
             spacing = 1.2 * float(np.ptp(c @ right))
         else:
             spacing = 0.4 if views[0].kind == "head" else 1.5
-    return [right * spacing * i for i in range(len(views))]
+    return [-right * spacing * i for i in range(len(views))]  # to the left: the GUI panel is on the right
 
 
-def configure_initial_camera(server, cam, views: list[RunView]) -> None:
-    """Start (and "reset view") at dataset camera ``cam``, looking at the first run's avatar."""
+def configure_initial_camera(server, cam, views: list[RunView], offsets: list[np.ndarray] | None = None) -> None:
+    """Start (and "reset view") at dataset camera ``cam`` looking at the first run's avatar; with
+    several runs side by side, from the same direction but pulled back to frame all of them."""
     v0 = views[0]
     sp = v0.splats(v0.frame(v0.timeline_names()[0], 0))
     target = (sp.centers.mean(0) / sp.scene_scale) if sp is not None else np.zeros(3)
     center = cam.center.numpy()
     fwd = cam.cam_to_world[:3, 2].numpy()
     dist = float(np.dot(target - center, fwd))
+    dist = dist if dist > 0 else 1.0
+    if offsets is not None and len(offsets) > 1:
+        target = target + np.mean(offsets, axis=0)
+        dist *= 1.0 + 0.8 * (len(offsets) - 1)
     ic = server.initial_camera
-    ic.position = tuple(float(x) for x in center)
-    ic.look_at = tuple(float(x) for x in center + fwd * (dist if dist > 0 else 1.0))
+    ic.position = tuple(float(x) for x in target - fwd * dist)
+    ic.look_at = tuple(float(x) for x in target)
     ic.up = tuple(float(u) for u in scene_up(views))
     ic.fov = float(2 * np.arctan(0.5 * cam.height / cam.fy))
 
@@ -93,7 +98,7 @@ class ViewerApp:
         up = scene_up(self.views)
         s.scene.set_up_direction(tuple(float(u) for u in up))
         configure_initial_camera(s, self.views[0].subject.cameras[sorted(self.views[0].subject.cameras)[0]],
-                                 self.views)
+                                 self.views, self.offsets)
         self._build_gui()
         self._add_cameras()
         s.on_client_connect(self._on_connect)
@@ -295,6 +300,8 @@ class ViewerApp:
 
     def _on_connect(self, client) -> None:
         client.camera.on_update(lambda _c: self._dirty.set())
+        if len(self.views) > 1:  # the initial camera frames every run
+            return
         try:
             self._snap(client)
         except Exception as e:  # noqa: BLE001

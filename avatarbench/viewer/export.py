@@ -42,7 +42,7 @@ def export_html(views: list[RunView], out: Path, *, split: str = "self_reenact",
     server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
     try:
         server.scene.set_up_direction(tuple(float(u) for u in scene_up(views)))
-        configure_initial_camera(server, cam, views)
+        configure_initial_camera(server, cam, views, offsets)
         nodes = []
         for i, v in enumerate(views):
             sp = v.splats(v.frame(split, 0, cam_id), center - offsets[i])
