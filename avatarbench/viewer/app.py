@@ -42,7 +42,7 @@ def run_offsets(views: list[RunView], spacing: float | None = None) -> list[np.n
         pts = views[0].splats(views[0].frame(views[0].timeline_names()[0], 0))
         if pts is not None:
             c = pts.centers / pts.scene_scale
-            spacing = 1.2 * float(np.ptp(c @ right))
+            spacing = 1.5 * float(np.ptp(c @ right))
         else:
             spacing = 0.4 if views[0].kind == "head" else 1.5
     return [-right * spacing * i for i in range(len(views))]  # to the left: the GUI panel is on the right

@@ -60,8 +60,6 @@ def error_heatmap(pred: np.ndarray, gt: np.ndarray, vmax: float = 0.25) -> np.nd
 def camera_from_view(wxyz, position, fov_y: float, aspect: float, height: int) -> Camera:
     """A :class:`Camera` for a viewer camera: ``wxyz``/``position`` = R, t of camera-to-world in
     the OpenCV convention (viser's), vertical field of view ``fov_y`` (radians)."""
-    from avatarbench.viewer.controls import rotvec_to_matrix  # noqa: F401 (kept local)
-
     w, x, y, z = (float(a) for a in np.asarray(wxyz) / np.linalg.norm(wxyz))
     R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
                   [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
