@@ -396,6 +396,42 @@ def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, exe
         click.echo(f"{k}: {v}")
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--port", default=8080, show_default=True, help="Port (the next free one if taken).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines.")
+@click.option("--export", "export_path", default=None, type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML file with the splat sequence instead of serving.")
+@click.option("--split", default="self_reenact", show_default=True, help="--export: the timeline to record.")
+@click.option("--camera", "camera_id", default=None, type=int, help="--export: dataset camera (default: first).")
+@click.option("--max-frames", default=60, show_default=True, help="--export: timesteps recorded.")
+@click.option("--fps", default=10.0, show_default=True, help="--export: playback rate.")
+@click.option("--threads", default=2, show_default=True, help="torch CPU threads for rendering.")
+def view(run_dirs, port, host, export_path, split, camera_id, max_frames, fps, threads):
+    """Interactive web viewer for trained run folders (prints its URL; opens nothing)."""
+    import torch
+
+    from avatarbench.viewer.app import open_views, serve
+
+    if threads:
+        torch.set_num_threads(threads)
+    if export_path:
+        from avatarbench.viewer.export import export_html
+
+        out = export_html(open_views(run_dirs), Path(export_path), split=split, camera_id=camera_id,
+                          max_frames=max_frames, fps=fps)
+        click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+        return
+    import time
+
+    app = serve(run_dirs, host=host, port=port, log=lambda m: click.echo(m, err=m.startswith("viewer:")))
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        app.stop()
+
+
 INTERRUPTED = ("interrupted: the newest checkpoint and all finished results are kept; "
                "run the same command again to resume")
 

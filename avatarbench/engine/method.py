@@ -71,6 +71,28 @@ class RenderOutput:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FrameGaussians:
+    """The 3D Gaussians a method rasterizes at one frame (for viewers and exports).
+
+    Attributes:
+        means: (N, 3) world positions.
+        quats: (N, 4) wxyz rotations (need not be normalised).
+        scales: (N, 3) activated scales (standard deviations).
+        opacities: (N,) activated opacities in [0, 1].
+        colors: (N, 3) RGB when ``sh_degree`` is None, else (N, K, 3) SH coefficients evaluated
+            as :func:`avatarbench.render.sh.eval_sh` does (view direction = camera centre -> mean).
+        sh_degree: None or the SH degree the method renders with.
+    """
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+    colors: torch.Tensor
+    sh_degree: int | None = None
+
+
 class AvatarMethod(ABC):
     """Base class of all avatar methods. See the module docstring for the lifecycle."""
 
@@ -113,6 +135,12 @@ class AvatarMethod(ABC):
     @abstractmethod
     def render(self, frame: Frame) -> RenderOutput:
         """Render ``frame.camera`` under ``frame.driving`` (no gradients needed)."""
+
+    def gaussians_at(self, frame: Frame) -> FrameGaussians | None:
+        """The Gaussians :meth:`render` rasterizes for ``frame`` (their colours may depend on
+        ``frame.camera``), or None when the image is not a plain splatting of 3D Gaussians
+        (e.g. a feature map decoded by a network). Used by ``avatarbench view``."""
+        return None
 
     def num_gaussians(self) -> int:
         """Current number of Gaussians (for logs and benchmarks)."""

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from avatarbench.data.camera import stack_cameras
 from avatarbench.data.subject import Frame
-from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
+from avatarbench.engine.method import AvatarMethod, FrameGaussians, RenderOutput, Sample, Stage
 from avatarbench.errors import ConfigError
 
 from .avatar_net import MlpAvatarNet, StyleUNetAvatarNet
@@ -460,6 +460,12 @@ class AnimatableGaussians(AvatarMethod):
         g = self._predict(frame, training=False)
         rgb, alpha = self._rasterize(g, frame, self.background)
         return RenderOutput(rgb=rgb.clamp(0, 1), alpha=alpha, extras={"pca": bool(g["pca"])})
+
+    @torch.no_grad()
+    def gaussians_at(self, frame: Frame) -> FrameGaussians:
+        self.net.eval()
+        g = self._predict(frame, training=False)
+        return FrameGaussians(g["means"], g["quats"], g["scales"], g["opacity"], g["colors"])
 
     @property
     def perceptual_loss_status(self) -> str:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from avatarbench.data.camera import stack_cameras
 from avatarbench.data.subject import Frame
-from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
+from avatarbench.engine.method import AvatarMethod, FrameGaussians, RenderOutput, Sample, Stage
 from avatarbench.errors import ConfigError
 
 __all__ = ["LbsGaussians"]
@@ -108,6 +108,11 @@ class LbsGaussians(AvatarMethod):
     def render(self, frame: Frame) -> RenderOutput:
         rgb, alpha = self._render(frame)
         return RenderOutput(rgb=rgb.clamp(0, 1), alpha=alpha)
+
+    @torch.no_grad()
+    def gaussians_at(self, frame: Frame) -> FrameGaussians:
+        means, quats, scales = self._gaussians(frame)
+        return FrameGaussians(means, quats, scales, torch.sigmoid(self.opacity_logit), torch.sigmoid(self.color_logit))
 
     def num_gaussians(self) -> int:
         return int(self.cano_pos.shape[0]) if hasattr(self, "cano_pos") else 0

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from avatarbench.data.camera import stack_cameras
 from avatarbench.data.subject import Frame
-from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
+from avatarbench.engine.method import AvatarMethod, FrameGaussians, RenderOutput, Sample, Stage
 
 
 #: per-subject FLAME identity parameters, taken from the training data only
@@ -85,6 +85,11 @@ class FlameGaussians(AvatarMethod):
     def render(self, frame: Frame) -> RenderOutput:
         rgb, alpha = self._render(frame)
         return RenderOutput(rgb=rgb.clamp(0, 1), alpha=alpha)
+
+    @torch.no_grad()
+    def gaussians_at(self, frame: Frame) -> FrameGaussians:
+        means, quats, scales = self._gaussians(frame)
+        return FrameGaussians(means, quats, scales, torch.sigmoid(self.opacity_logit), torch.sigmoid(self.color_logit))
 
     def num_gaussians(self) -> int:
         return int(self.color_logit.shape[0])

@@ -22,7 +22,7 @@ from torch import nn
 
 from avatarbench.data.camera import Camera, stack_cameras
 from avatarbench.data.subject import Frame
-from avatarbench.engine.method import AvatarMethod, RenderOutput, Sample, Stage
+from avatarbench.engine.method import AvatarMethod, FrameGaussians, RenderOutput, Sample, Stage
 from avatarbench.methods.gaussian_avatars.losses import photometric_loss, position_loss, scaling_loss
 from avatarbench.methods.gaussian_avatars.model import (FLAME_POSE_KEYS, MOTION_KEYS, FlameTrack, flame_forward,
                                                         init_gaussian_params, to_global)
@@ -257,6 +257,13 @@ class GaussianAvatars(AvatarMethod):
         means, quats, scales, _ = self._gaussians(frame)
         rgb, alpha, _ = self._rasterize(means, quats, scales, frame.camera, frame.background)
         return RenderOutput(rgb=rgb[0].clamp(0, 1), alpha=alpha[0], extras={})
+
+    @torch.no_grad()
+    def gaussians_at(self, frame: Frame) -> FrameGaussians:
+        means, quats, scales, _ = self._gaussians(frame)
+        colors = torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
+        return FrameGaussians(means, quats, scales, torch.sigmoid(self.params["opacities"]), colors,
+                              sh_degree=self.active_sh_degree)
 
     def num_gaussians(self) -> int:
         return int(self.params["means"].shape[0]) if hasattr(self, "params") else 0
