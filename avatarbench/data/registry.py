@@ -17,6 +17,8 @@ format                    marker file(s)                                  loader
 ``avatarrex``             ``calibration_full.json``                       ``avatarbench.data.avatarrex.load_avatarrex``
 ``thuman4``               ``calibration.json``                            ``avatarbench.data.thuman4.load_thuman4``
 ``actorshq``              ``calibration.csv`` (or ``<N>x/calibration.csv``)  ``avatarbench.data.actorshq.load_actorshq``
+``nersemble_benchmark``   ``calibration/camera_params.json`` (a           ``avatarbench.data.nersemble_benchmark.``
+                          participant folder of the toolkit's download)   ``load_nersemble_benchmark``
 ========================  ==============================================  ===========================================
 
 Loaders are imported lazily, so that a missing optional module only matters for its format.
@@ -41,6 +43,8 @@ FORMATS: dict[str, tuple[tuple[str, ...], str]] = {
     "avatarrex": (("calibration_full.json",), "avatarbench.data.avatarrex:load_avatarrex"),
     "thuman4": (("calibration.json",), "avatarbench.data.thuman4:load_thuman4"),
     "actorshq": (("calibration.csv",), "avatarbench.data.actorshq:load_actorshq"),
+    "nersemble_benchmark": (("calibration/camera_params.json",),
+                            "avatarbench.data.nersemble_benchmark:load_nersemble_benchmark"),
 }
 
 _RES_DIR = re.compile(r"^\d+x$")  # ActorsHQ keeps calibration.csv in 1x/, 2x/, 4x/
