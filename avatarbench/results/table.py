@@ -66,6 +66,20 @@ def main_table(df: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def dataset_table(df: pd.DataFrame) -> pd.DataFrame:
+    """(method, preset, dataset) x (split, metric), full variants only: keeps e.g. the NeRSemble
+    benchmark's local protocol (``nersemble_mono_local``) apart from the synthetic subjects."""
+    full = df[(df["variant"] == "full") & df["dataset"].notna()]
+    cols = _metric_cols(full)
+    if full.empty or not cols:
+        return pd.DataFrame()
+    t = _pivot(full, ["method", "preset", "dataset"], cols)
+    t["subjects"] = full.groupby(["method", "preset", "dataset"])["subject"].nunique()
+    t.index = [f"{m} ({p}) · {d}" for m, p, d in t.index]
+    t.index.name = "method (preset) · dataset"
+    return t
+
+
 def ablation_table(df: pd.DataFrame, method: str) -> pd.DataFrame:
     """variant x (split, metric) for one method, with the PSNR difference to the full method."""
     d = df[df["method"] == method]
@@ -138,6 +152,10 @@ def build_table(root: Path, *, ablations_of: str | None = None, out_dir: Path | 
         name = "main"
         title = "## Results (mean over subjects)"
     text = [title, "", _to_markdown(t)]
+    if not ablations_of and df["dataset"].dropna().nunique() > 1:
+        bd = dataset_table(df)
+        if not bd.empty:
+            text += ["", "## Results by dataset", "", _to_markdown(bd)]
     if with_paper and not ablations_of:
         p = paper_rows(df)
         if not p.empty:

@@ -186,3 +186,51 @@ def generate_nersemble_benchmark(out_dir: str | Path, *, participants=MONO_IDS, 
             if verbose:
                 print(f"[nersemble-benchmark stand-in] {pid:03d}/{seq}: {T} frames")
     return task_dir
+
+
+#: preset -> (participants, frames per training sequence, frames per test sequence, image size)
+PRESETS = {
+    "tiny": ((393,), 1, 2, 48),
+    "smoke": (MONO_IDS, 2, 3, 128),
+    "full": (MONO_IDS, 12, 12, 512),
+}
+COMPLETE_FILE = "COMPLETE.json"
+
+
+def ensure_nersemble_benchmark(out_dir: str | Path | None = None, *, preset: str = "smoke", seed: int = 0) -> Path:
+    """The stand-in's ``mono_flame_avatar`` folder, generated once (into a temporary sibling, renamed
+    when complete).
+
+    Args:
+        out_dir: the download folder (holding ``mono_flame_avatar/``); None =
+            ``cache_dir()/synthetic/nersemble_benchmark/<preset>_seed<seed>``.
+        preset: ``tiny`` (1 participant, 48^2), ``smoke`` (5 participants, 128^2) or ``full`` (512^2).
+    """
+    import os
+    import shutil
+    import uuid
+
+    from avatarbench.errors import ConfigError
+    from avatarbench.paths import cache_dir
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown nersemble-benchmark stand-in preset {preset!r} (known: {', '.join(PRESETS)})")
+    final = Path(out_dir) if out_dir else cache_dir() / "synthetic" / "nersemble_benchmark" / f"{preset}_seed{seed}"
+    if (final / COMPLETE_FILE).is_file():
+        return final / TASK
+    if final.exists() and any(final.iterdir()):
+        raise ConfigError(f"{final}: exists and is not a complete stand-in; choose an empty --out")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    parts, t_train, t_test, size = PRESETS[preset]
+    try:
+        generate_nersemble_benchmark(tmp, participants=parts, frames_per_sequence=t_train, test_frames=t_test,
+                                     size=size, seed=seed)
+        (tmp / COMPLETE_FILE).write_text(json.dumps({"preset": preset, "seed": seed}) + "\n")
+        if final.exists():
+            final.rmdir()
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / TASK
