@@ -241,44 +241,62 @@ def validate_frame_counts(zip_path: str | Path, expected: dict[str, int]) -> dic
     return {k: v for k, v in issues.items() if v}
 
 
+_TOOLKIT_SCRIPT = r"""
+import json, sys, types
+job = json.load(sys.stdin)
+if job["stub_open3d"]:
+    sys.modules["open3d"] = types.ModuleType("open3d")
+import nersemble_benchmark.data.submission_data as sd
+from nersemble_benchmark.util.metadata import (MonoFLAMEAvatarMetadata, MonoFLAMEAvatarParticipantMetadata,
+                                               MonoFLAMEAvatarSequenceMetadata)
+meta = MonoFLAMEAvatarMetadata({int(p): MonoFLAMEAvatarParticipantMetadata(
+    {s: MonoFLAMEAvatarSequenceMetadata(int(n)) for s, n in seqs.items()}) for p, seqs in job["counts"].items()})
+sd.MonoFLAMEAvatarMetadata.load = staticmethod(lambda: meta)
+improps = sd.iio.improps
+sd.iio.improps = lambda f, **kw: improps(f, **{"plugin": "pyav", **kw})
+import gc
+gc.collect = lambda *a, **k: 0  # imageio's pyav plugin collects twice per video; slow, and moot in this short process
+reader = sd.MonoFlameAvatarSubmissionDataReader(job["zip"])
+json.dump(reader.validate_submission(), sys.stdout)
+"""
+
+
 def toolkit_validate(zip_path: str | Path, expected: dict[str, int]) -> dict:
     """The toolkit's ``MonoFlameAvatarSubmissionDataReader.validate_submission()`` with local metadata.
 
     The official metadata (``MonoFLAMEAvatarMetadata.load()``) is fetched from the access-gated
-    URL; here it is built from ``expected`` (members of participants/sequences not in ``expected``
-    get 0 frames, so they are reported missing). Its ``iio.improps`` call is given
-    ``plugin="pyav"`` (the default plugin search fails on a zip member).
+    URL; here it is built from ``expected`` (the metadata holds one count per participant and
+    sequence; sequences of participants not in ``expected`` get 0 frames, so their videos are
+    reported missing). Its ``iio.improps`` call is given ``plugin="pyav"`` (the default plugin
+    search fails on a zip member). It runs in a fresh interpreter, so the patches stay there; that
+    interpreter also skips the ``gc.collect()`` imageio's pyav plugin calls twice per video
+    (about 0.4 s each with the toolkit's imports loaded; it changes no result).
 
     Raises:
-        ImportError: the toolkit is not installed.
+        ImportError: the toolkit is not installed; RuntimeError: it failed (its last error line).
     """
-    import nersemble_benchmark.data.submission_data as sd
-    from nersemble_benchmark.util.metadata import (
-        MonoFLAMEAvatarMetadata,
-        MonoFLAMEAvatarParticipantMetadata,
-        MonoFLAMEAvatarSequenceMetadata,
-    )
+    import json
+    import subprocess
+    import sys
 
+    if not toolkit_available():
+        raise ImportError("nersemble-benchmark is not importable")
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     for name, n in expected.items():
         pid, seq, _ = name.split("/")
         counts[int(pid)][seq] = n
-    meta = MonoFLAMEAvatarMetadata({
-        pid: MonoFLAMEAvatarParticipantMetadata({seq: MonoFLAMEAvatarSequenceMetadata(counts.get(pid, {}).get(seq, 0))
-                                                 for seq in MONO_TEST_SEQUENCES})
-        for pid in MONO_IDS})
-    orig_load, orig_improps = sd.MonoFLAMEAvatarMetadata.load, sd.iio.improps
-    sd.MonoFLAMEAvatarMetadata.load = staticmethod(lambda: meta)
-    sd.iio.improps = lambda f, **kw: orig_improps(f, **{"plugin": "pyav", **kw})
-    try:
-        reader = sd.MonoFlameAvatarSubmissionDataReader(str(zip_path))
-        try:
-            return reader.validate_submission()
-        finally:
-            reader._zipf.close()
-    finally:
-        sd.MonoFLAMEAvatarMetadata.load = orig_load
-        sd.iio.improps = orig_improps
+    counts_all = {str(p): {s: counts.get(p, {}).get(s, 0) for s in MONO_TEST_SEQUENCES} for p in MONO_IDS}
+    o3d = sys.modules.get("open3d")
+    job = {"zip": str(Path(zip_path).resolve()), "counts": counts_all,
+           "stub_open3d": o3d is not None and getattr(o3d, "__file__", None) is None}
+    res = subprocess.run([sys.executable, "-c", _TOOLKIT_SCRIPT], input=json.dumps(job), capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"nersemble-benchmark validate_submission() failed: {last}")
+    raw = json.loads(res.stdout)
+    return {k: [tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v for v in vals]
+            for k, vals in raw.items()}
 
 
 # --------------------------------------------------------------------------- from a run folder
