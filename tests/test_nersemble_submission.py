@@ -149,3 +149,39 @@ def test_toolkit_writer_gives_the_same_layout(standin, tmp_path):
     with zipfile.ZipFile(z) as zf:
         v = _decode(zf.read(sorted(exp)[3]))
     assert np.abs(v[:, 256, 256].astype(int) - np.array([[10, 3, 252], [20, 3, 252]])).max() <= 3
+
+
+def test_local_protocol_run_appears_in_table(standin, tmp_path):
+    """`avatarbench run` on the local protocol (held-out training sequence) is scored and tabled."""
+    from avatarbench.engine.config import RunRequest
+    from avatarbench.engine.run import execute
+    from avatarbench.results.table import build_table
+
+    req = RunRequest(method="flame_gaussians", split="self_reenact", preset="smoke", ablation=None,
+                     sets=("data.protocol=nersemble_mono_local", "method.train.iterations=5", "data.scale=1.0",
+                           "engine.wandb.mode=disabled", f"output.root={tmp_path / 'runs'}"),
+                     subject=None, data_path=str(standin))
+    out = execute(req, None, echo=lambda *a: None, progress=False)
+    assert out.results["dataset"] == "nersemble_mono_local"
+    assert out.results["subject"] == "nersemble_393_local"
+    assert out.results["num_frames"] == 1 and out.results["metrics"]["psnr"] > 5
+    text, _ = build_table(tmp_path / "runs", with_paper=False)
+    assert "flame_gaussians (smoke)" in text and "self_reenact PSNR" in text
+
+
+def test_submit_refuses_an_existing_zip_before_rendering(tmp_path):
+    from avatarbench.engine.submission import run_submit
+
+    z = tmp_path / "submission.zip"
+    z.write_bytes(b"previous")
+    with pytest.raises(SubmissionExistsError):
+        run_submit([tmp_path / "no_such_run"], z)
+    assert z.read_bytes() == b"previous"
+
+
+def test_protocol_option_is_refused_for_other_formats():
+    from avatarbench.data import load_subject
+    from avatarbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="applies to NeRSemble benchmark folders only"):
+        load_subject("synth_head_a", preset="tiny", protocol="nersemble_mono_local")

@@ -105,6 +105,12 @@ def load_subject(path_or_name: str | Path, *, preset: str | None = None, **kw: A
     if not p.exists() and s in SYNTHETIC_HEADS + SYNTHETIC_BODIES:
         p = resolve_synthetic(s, **({"preset": preset} if preset else {}))
     fmt = detect_format(p)
+    if kw.get("protocol") is not None and fmt != "nersemble_benchmark":
+        from avatarbench.errors import ConfigError
+
+        raise ConfigError(f"data.protocol={kw['protocol']!r} applies to NeRSemble benchmark folders only "
+                          f"({p} is {fmt})")
+    kw = {k: v for k, v in kw.items() if not (k == "protocol" and v is None)}
     subject = _import(FORMATS[fmt][1])(p, **kw)
     subject.meta.setdefault("format", fmt)
     return subject

@@ -40,7 +40,8 @@ def load_run_subject(cfg):
     from avatarbench.data import load_subject
 
     source = cfg.data.path or cfg.data.subject
-    return load_subject(source, scale=float(cfg.data.scale))
+    extra = {"protocol": str(cfg.data.protocol)} if cfg.data.get("protocol") else {}
+    return load_subject(source, scale=float(cfg.data.scale), **extra)
 
 
 def train_frames_for(subject, cfg) -> list:
