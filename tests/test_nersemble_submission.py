@@ -185,3 +185,23 @@ def test_protocol_option_is_refused_for_other_formats():
 
     with pytest.raises(ConfigError, match="applies to NeRSemble benchmark folders only"):
         load_subject("synth_head_a", preset="tiny", protocol="nersemble_mono_local")
+
+
+def test_gaussian_avatars_monocular_extent_is_not_zero(standin):
+    """3DGS's cameras_extent is 0 with one training camera (it would split/prune every Gaussian);
+    GaussianAvatars then uses factor x the camera's distance to the mean head translation."""
+    import torch
+
+    from avatarbench.data import load_subject
+    from avatarbench.engine.config import RunRequest, resolve_config
+    from avatarbench.engine.registry import load_method_class
+
+    cfg = resolve_config(RunRequest(method="gaussian_avatars", split="self_reenact", preset="smoke", ablation=None,
+                                    sets=("data.scale=1.0",), subject=None, data_path=str(standin)))
+    subject = load_subject(standin)
+    frames = subject.frames("train")
+    m = load_method_class("gaussian_avatars")(cfg.method, subject, torch.device("cpu"))
+    m.setup(frames)
+    head = np.mean([np.asarray(f.driving["translation"], np.float64) for f in frames], axis=0)
+    want = float(np.linalg.norm(frames[0].camera.center.numpy() - head)) * float(cfg.method.density.camera_extent_factor)
+    assert m.extent == pytest.approx(want, rel=1e-9) and m.extent > 0.5
