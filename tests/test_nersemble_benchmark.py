@@ -266,3 +266,25 @@ def test_nvs_folder_is_refused(tmp_path):
     (root / "camera_params.json").write_text('{"world_2_cam": {}, "intrinsics": {}}')
     with pytest.raises(DataError, match="no FLAME tracking"):
         load_subject(root.parent)
+
+
+def test_local_protocol_uses_added_holdout_camera_videos(standin, tmp_path):
+    """Hold-out camera videos of training sequences (not in the official download) become the local
+    protocol's novel views and join its held-out sequence; the official protocol ignores them."""
+    from avatarbench.data import load_subject
+    from avatarbench.data.nersemble_benchmark import MONO_HOLD_OUT_SERIALS, MONO_TRAIN_SEQUENCES, alpha_path, images_path
+
+    root = _copy(standin, tmp_path)
+    for seq in MONO_TRAIN_SEQUENCES:
+        for serial in MONO_HOLD_OUT_SERIALS:
+            for src, dst in ((images_path(root, seq, "222200037"), images_path(root, seq, serial)),
+                             (alpha_path(root, seq, "222200037"), alpha_path(root, seq, serial))):
+                shutil.copyfile(src, dst)
+    loc = load_subject(root, protocol="nersemble_mono_local")
+    nv = loc.frames("novel_view")
+    assert len(nv) == 17 * 2 * 3 and {f.camera.name for f in nv} == set(MONO_HOLD_OUT_SERIALS)
+    assert all(f.has_gt for f in nv) and MONO_TRAIN_SEQUENCES[-1] not in {f.sequence for f in nv}
+    assert len(loc.frames("self_reenact")) == 2 * 4
+    assert {f.camera.name for f in loc.frames("train")} == {"222200037"}
+    off = load_subject(root)
+    assert off.frames("novel_view") == [] and {f.camera.name for f in off.frames("train")} == {"222200037"}
