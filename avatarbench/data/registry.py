@@ -102,14 +102,16 @@ def load_subject(path_or_name: str | Path, *, preset: str | None = None, **kw: A
     p = Path(path_or_name).expanduser()
     if p.is_file() and p.name in {m for markers, _ in FORMATS.values() for m in markers}:
         p = p.parent  # a marker file was given: load its folder
-    if not p.exists() and s in SYNTHETIC_HEADS + SYNTHETIC_BODIES:
-        p = resolve_synthetic(s, **({"preset": preset} if preset else {}))
-    fmt = detect_format(p)
+    synthetic = not p.exists() and s in SYNTHETIC_HEADS + SYNTHETIC_BODIES
+    fmt = "synthetic" if synthetic else detect_format(p)
     if kw.get("protocol") is not None and fmt != "nersemble_benchmark":
         from avatarbench.errors import ConfigError
 
         raise ConfigError(f"data.protocol={kw['protocol']!r} applies to NeRSemble benchmark folders only "
-                          f"({p} is {fmt})")
+                          f"({s} is {fmt})")
+    if synthetic:
+        p = resolve_synthetic(s, **({"preset": preset} if preset else {}))
+        fmt = detect_format(p)
     kw = {k: v for k, v in kw.items() if not (k == "protocol" and v is None)}
     subject = _import(FORMATS[fmt][1])(p, **kw)
     subject.meta.setdefault("format", fmt)

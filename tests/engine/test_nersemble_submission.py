@@ -26,7 +26,7 @@ from avatarbench.engine.submission import (  # noqa: E402
 def standin(tmp_path_factory):
     from avatarbench.data.synth.nersemble_benchmark_writer import ensure_nersemble_benchmark
 
-    return ensure_nersemble_benchmark(tmp_path_factory.mktemp("nbs") / "bench", preset="tiny") / "393"
+    return ensure_nersemble_benchmark(preset="tiny") / "393"  # once per session, private cache
 
 
 def _colour_videos(expected: dict[str, int]):
