@@ -205,3 +205,19 @@ def test_gaussian_avatars_monocular_extent_is_not_zero(standin):
     head = np.mean([np.asarray(f.driving["translation"], np.float64) for f in frames], axis=0)
     want = float(np.linalg.norm(frames[0].camera.center.numpy() - head)) * float(cfg.method.density.camera_extent_factor)
     assert m.extent == pytest.approx(want, rel=1e-9) and m.extent > 0.5
+
+
+def test_cli_synth_and_submit(standin, tmp_path, capsys):
+    """`data synth --format nersemble-benchmark` prints the stand-in; `submit` onto an existing zip
+    is a one-line error with exit status 2 and leaves the zip alone."""
+    from avatarbench.cli.main import main
+
+    main(["data", "synth", "--format", "nersemble-benchmark", "--preset", "tiny"])
+    assert capsys.readouterr().out.strip() == f"mono_flame_avatar: {standin.parent}"
+    z = tmp_path / "s.zip"
+    z.write_bytes(b"keep")
+    with pytest.raises(SystemExit) as e:
+        main(["submit", str(tmp_path), "--out", str(z)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error: ") and "exists; not overwriting" in err
+    assert len(err.splitlines()) == 1 and z.read_bytes() == b"keep"
