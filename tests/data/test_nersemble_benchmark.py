@@ -288,3 +288,105 @@ def test_local_protocol_uses_added_holdout_camera_videos(standin, tmp_path):
     assert {f.camera.name for f in loc.frames("train")} == {"222200037"}
     off = load_subject(root)
     assert off.frames("novel_view") == [] and {f.camera.name for f in off.frames("train")} == {"222200037"}
+
+
+def test_conversion_matches_the_toolkit_flame_provider_with_real_flame():
+    """With the real FLAME 2023 and the toolkit's FlameProvider importable (it reads
+    ``~/.cache/FLAME/flame2023.pkl`` and the landmark embeddings there), the suite's mesh from the
+    converted tracking equals the provider's ``get_vertices``. Skipped otherwise."""
+    import os
+    import sys
+    import types
+    from pathlib import Path
+
+    from avatarbench.bodymodels.flame import load_flame, read_flame_file, resolve_flame_path
+    from avatarbench.data.flame_tracking import root_joint_linear, tracking_to_driving
+
+    if not os.environ.get("AVATARBENCH_FLAME_MODEL"):
+        pytest.skip("AVATARBENCH_FLAME_MODEL is not set to flame2023.pkl")
+    path = resolve_flame_path(None)
+    arrays = read_flame_file(path)[0]
+    if arrays.get("synthetic"):
+        pytest.skip("AVATARBENCH_FLAME_MODEL is the synthetic stand-in")
+    cache = Path.home() / ".cache" / "FLAME"
+    for name in ("flame2023.pkl", "flame_static_embedding.pkl", "flame_dynamic_embedding.npy"):
+        if not (cache / name).is_file():
+            pytest.skip(f"{cache / name} is missing (the toolkit's FlameProvider needs it and downloads the "
+                        "embeddings otherwise)")
+    pytest.importorskip("flame_model", reason="flame-model (the toolkit's FLAME layer) is not installed")
+    pytest.importorskip("nersemble_benchmark", reason="nersemble-benchmark is not installed")
+    if "open3d" not in sys.modules:
+        try:
+            import open3d  # noqa: F401
+        except ImportError:
+            sys.modules["open3d"] = types.ModuleType("open3d")
+    from nersemble_benchmark.data.benchmark_data import FlameTracking
+    from nersemble_benchmark.models.flame import FlameProvider
+
+    tr = _random_tracking(np.random.default_rng(3), T=3)
+    tr = {k: (v.astype(np.float32) if k != "frames" else v) for k, v in tr.items()}
+    provider = FlameProvider(FlameTracking(**tr))
+    drv, s = tracking_to_driving({k: np.asarray(v, np.float64) if k != "frames" else v for k, v in tr.items()},
+                                 *root_joint_linear(arrays))
+    model = load_flame(path, teeth=False)
+    for t in range(3):
+        want = provider.get_vertices(t)
+        with torch.no_grad():
+            got = s * model.forward(**{k: torch.from_numpy(v[t:t + 1]) for k, v in drv.items()}).verts[0].numpy()
+        assert np.abs(got[:5023] - want).max() < 1e-4
+
+
+_PROVIDER_SCRIPT = r"""
+import sys, types, json
+import numpy as np
+sys.modules.setdefault("open3d", types.ModuleType("open3d"))
+from nersemble_benchmark.data.benchmark_data import FlameTracking
+from nersemble_benchmark.models.flame import FlameProvider
+with np.load(sys.argv[1]) as z:
+    tr = {k: z[k] for k in z.files}
+p = FlameProvider(FlameTracking(**tr))
+np.save(sys.argv[2], np.stack([p.get_vertices(t) for t in range(tr["expression"].shape[0])]))
+"""
+
+
+def test_conversion_matches_the_toolkit_flame_provider_on_the_standin(flame_standin, tmp_path):
+    """The toolkit's own FlameProvider (flame-model's FLAME, run on the stand-in model file placed
+    where it looks, ``~/.cache/FLAME/flame2023.pkl``, with placeholder landmark embeddings that only
+    its landmark output uses) gives the same vertices as the suite's FLAME on the converted tracking."""
+    import os
+    import subprocess
+    import sys
+
+    for mod in ("nersemble_benchmark", "flame_model", "smplx"):
+        pytest.importorskip(mod, reason=f"{mod} is not installed (toolkit comparison)")
+    from avatarbench.data.flame_tracking import root_joint_linear, tracking_to_driving
+
+    path, model, arrays = flame_standin
+    home = tmp_path / "home"
+    cache = home / ".cache" / "FLAME"
+    cache.mkdir(parents=True)
+    shutil.copyfile(path, cache / "flame2023.pkl")
+    import pickle
+
+    F = int(arrays["faces"].shape[0])
+    with open(cache / "flame_static_embedding.pkl", "wb") as f:
+        pickle.dump({"lmk_face_idx": np.arange(51) % F, "lmk_b_coords": np.full((51, 3), 1 / 3)}, f)
+    np.save(cache / "flame_dynamic_embedding.npy",
+            np.array({"lmk_face_idx": np.zeros((79, 17), np.int64), "lmk_b_coords": np.full((79, 17, 3), 1 / 3)},
+                     dtype=object), allow_pickle=True)
+    tr = _random_tracking(np.random.default_rng(5), T=3)
+    tr = {k: (v.astype(np.float32) if k != "frames" else v) for k, v in tr.items()}
+    np.savez(tmp_path / "tr.npz", **tr)
+    env = dict(os.environ, HOME=str(home))
+    res = subprocess.run([sys.executable, "-c", _PROVIDER_SCRIPT, str(tmp_path / "tr.npz"), str(tmp_path / "v.npy")],
+                         env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"the toolkit's FlameProvider did not run here: {res.stderr.strip().splitlines()[-1]}")
+    want = np.load(tmp_path / "v.npy")
+    drv, s = tracking_to_driving({k: np.asarray(v, np.float64) if k != "frames" else v for k, v in tr.items()},
+                                 *root_joint_linear(arrays))
+    m = model.float()
+    for t in range(3):
+        with torch.no_grad():
+            got = s * m.forward(**{k: torch.from_numpy(v[t:t + 1]) for k, v in drv.items()}).verts[0].numpy()
+        assert np.abs(got - want[t]).max() < 1e-5
