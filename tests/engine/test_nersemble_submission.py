@@ -221,3 +221,22 @@ def test_cli_synth_and_submit(standin, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("error: ") and "exists; not overwriting" in err
     assert len(err.splitlines()) == 1 and z.read_bytes() == b"keep"
+
+
+def test_dataset_table_keeps_datasets_apart():
+    import pandas as pd
+
+    from avatarbench.results.table import dataset_table
+
+    df = pd.DataFrame([
+        {"method": "ga", "variant": "full", "preset": "smoke", "subject": "synth_head_a", "split": "self_reenact",
+         "dataset": "synthetic_head", "psnr": 30.0},
+        {"method": "ga", "variant": "full", "preset": "smoke", "subject": "nersemble_393_local",
+         "split": "self_reenact", "dataset": "nersemble_mono_local", "psnr": 20.0},
+        {"method": "ga", "variant": "full", "preset": "smoke", "subject": "nersemble_404_local",
+         "split": "self_reenact", "dataset": "nersemble_mono_local", "psnr": 24.0},
+    ])
+    t = dataset_table(df)
+    assert t.loc["ga (smoke) · nersemble_mono_local", "self_reenact PSNR↑"] == pytest.approx(22.0)
+    assert t.loc["ga (smoke) · synthetic_head", "self_reenact PSNR↑"] == pytest.approx(30.0)
+    assert t.loc["ga (smoke) · nersemble_mono_local", "subjects"] == 2
