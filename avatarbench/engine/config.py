@@ -151,5 +151,7 @@ def training_identity(cfg: DictConfig) -> dict:
     c.get("run", {}).pop("split", None)
     c.get("data", {}).pop("driver", None)
     c.get("data", {}).pop("driver_split", None)
+    if c.get("data", {}).get("protocol", "set") is None:  # unset: keep the identity (and sha) of older runs
+        c["data"].pop("protocol")
     c.pop("output", None)
     return c

@@ -240,3 +240,16 @@ def test_dataset_table_keeps_datasets_apart():
     assert t.loc["ga (smoke) · nersemble_mono_local", "self_reenact PSNR↑"] == pytest.approx(22.0)
     assert t.loc["ga (smoke) · synthetic_head", "self_reenact PSNR↑"] == pytest.approx(30.0)
     assert t.loc["ga (smoke) · nersemble_mono_local", "subjects"] == 2
+
+
+def test_unset_data_protocol_leaves_the_training_identity_unchanged():
+    """`data.protocol: null` (added with the NeRSemble benchmark) must not change the config sha of
+    existing runs; a set protocol is part of the identity."""
+    from avatarbench.engine.config import RunRequest, resolve_config, training_identity
+
+    req = dict(method="flame_gaussians", split="self_reenact", preset="smoke", ablation=None, subject=None,
+               data_path=None)
+    ident = training_identity(resolve_config(RunRequest(sets=(), **req)))
+    assert "protocol" not in ident["data"]
+    ident2 = training_identity(resolve_config(RunRequest(sets=("data.protocol=nersemble_mono_local",), **req)))
+    assert ident2["data"]["protocol"] == "nersemble_mono_local"
