@@ -160,8 +160,19 @@ def data_inspect(path, as_json, check_files):
 @click.option("--world", "worlds", default=None, show_default=True,
               help="Comma list of worlds: clean, full, a phenomenon (hair_volume, ...), a+b, or 'all' "
                    "(clean, each phenomenon alone, full). Default: the bare names' world.")
-def data_synth(kind, preset, seed, worlds):
+@click.option("--format", "fmt", type=click.Choice(["vhap", "nersemble-benchmark"]), default="vhap", show_default=True,
+              help="Heads: VHAP export (default) or the NeRSemble benchmark download layout (mono_flame_avatar).")
+@click.option("--out", default=None, type=click.Path(), help="nersemble-benchmark: output folder "
+              "(default: <cache>/synthetic/nersemble_benchmark/<preset>_seed<seed>).")
+def data_synth(kind, preset, seed, worlds, fmt, out):
     """Generate (or find in the cache) the synthetic subjects and print their folders."""
+    if fmt == "nersemble-benchmark":
+        from avatarbench.data.synth.nersemble_benchmark_writer import ensure_nersemble_benchmark
+
+        if kind != "head":
+            raise click.UsageError("--format nersemble-benchmark is a head format (use --kind head)")
+        click.echo(f"mono_flame_avatar: {ensure_nersemble_benchmark(out, preset=preset, seed=seed)}")
+        return
     from avatarbench.data.synth.world import world_variants
 
     if kind == "head":
@@ -190,6 +201,26 @@ def eval_cmd(run_dir, split):
     res = offline_eval(Path(run_dir), split, progress=True)
     click.echo(json.dumps(res, indent=2))
     click.echo(format_eval(res))
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--task", type=click.Choice(["mono_flame_avatar"]), default="mono_flame_avatar", show_default=True,
+              help="Benchmark task (nvs is not served: it has no FLAME tracking).")
+@click.option("--out", default="submission.zip", show_default=True, type=click.Path(), help="The zip to write.")
+@click.option("--force", is_flag=True, help="Replace an existing zip.")
+@click.option("--toolkit/--no-toolkit", "use_toolkit", default=None,
+              help="Use the nersemble-benchmark writer/validator (default: when installed).")
+def submit(run_dirs, task, out, force, use_toolkit):
+    """Render the hidden test sequences of NeRSemble benchmark runs (official protocol, one run per
+    participant) and write the submission zip; validates frame counts from the tracking files."""
+    from avatarbench.engine.submission import run_submit
+
+    report = run_submit([Path(r) for r in run_dirs], Path(out), overwrite=force, use_toolkit=use_toolkit,
+                        echo=click.echo)
+    click.echo(json.dumps(report, indent=2))
+    if report["issues"]:
+        sys.exit(1)
 
 
 @cli.command()

@@ -20,6 +20,8 @@ format                    marker file(s)                                  loader
 ``avatarrex``             ``calibration_full.json``                       ``avatarbench.data.avatarrex.load_avatarrex``
 ``thuman4``               ``calibration.json``                            ``avatarbench.data.thuman4.load_thuman4``
 ``actorshq``              ``calibration.csv`` (or ``<N>x/calibration.csv``)  ``avatarbench.data.actorshq.load_actorshq``
+``nersemble_benchmark``   ``calibration/camera_params.json`` (a           ``avatarbench.data.nersemble_benchmark.``
+                          participant folder of the toolkit's download)   ``load_nersemble_benchmark``
 ========================  ==============================================  ===========================================
 
 Loaders are imported lazily, so that a missing optional module only matters for its format.
@@ -44,6 +46,8 @@ FORMATS: dict[str, tuple[tuple[str, ...], str]] = {
     "avatarrex": (("calibration_full.json",), "avatarbench.data.avatarrex:load_avatarrex"),
     "thuman4": (("calibration.json",), "avatarbench.data.thuman4:load_thuman4"),
     "actorshq": (("calibration.csv",), "avatarbench.data.actorshq:load_actorshq"),
+    "nersemble_benchmark": (("calibration/camera_params.json",),
+                            "avatarbench.data.nersemble_benchmark:load_nersemble_benchmark"),
 }
 
 _RES_DIR = re.compile(r"^\d+x$")  # ActorsHQ keeps calibration.csv in 1x/, 2x/, 4x/
@@ -118,9 +122,17 @@ def load_subject(path_or_name: str | Path, *, preset: str | None = None, **kw: A
     p = Path(path_or_name).expanduser()
     if p.is_file() and p.name in {m for markers, _ in FORMATS.values() for m in markers}:
         p = p.parent  # a marker file was given: load its folder
-    if not p.exists() and synthetic_kind(s) is not None:
+    synthetic = not p.exists() and synthetic_kind(s) is not None
+    fmt = "synthetic" if synthetic else detect_format(p)
+    if kw.get("protocol") is not None and fmt != "nersemble_benchmark":
+        from avatarbench.errors import ConfigError
+
+        raise ConfigError(f"data.protocol={kw['protocol']!r} applies to NeRSemble benchmark folders only "
+                          f"({s} is {fmt})")
+    if synthetic:
         p = resolve_synthetic(s, **({"preset": preset} if preset else {}))
-    fmt = detect_format(p)
+        fmt = detect_format(p)
+    kw = {k: v for k, v in kw.items() if not (k == "protocol" and v is None)}
     subject = _import(FORMATS[fmt][1])(p, **kw)
     subject.meta.setdefault("format", fmt)
     return subject

@@ -235,6 +235,8 @@ def training_identity(cfg: DictConfig) -> dict:
     c.get("run", {}).pop("split", None)
     c.get("data", {}).pop("driver", None)
     c.get("data", {}).pop("driver_split", None)
+    if c.get("data", {}).get("protocol", "set") is None:  # unset: keep the identity (and sha) of older runs
+        c["data"].pop("protocol")
     c.pop("output", None)
     eng = c.get("engine", {})
     for key in NON_IDENTITY_ENGINE_KEYS:  # do not change the trained model

@@ -52,7 +52,10 @@ def load_run_subject(cfg):
 
     source = cfg.data.path or cfg.data.subject
     preset = cfg.data.get("synthetic_preset") if not cfg.data.path else None
-    return load_subject(source, scale=float(cfg.data.scale), **({"preset": str(preset)} if preset else {}))
+    extra = {"protocol": str(cfg.data.protocol)} if cfg.data.get("protocol") else {}
+    if preset:
+        extra["preset"] = str(preset)
+    return load_subject(source, scale=float(cfg.data.scale), **extra)
 
 
 def train_frames_for(subject, cfg) -> list:

@@ -207,6 +207,19 @@ def _label(t: pd.DataFrame, name: str, fmt) -> pd.DataFrame:
     return t
 
 
+def dataset_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(method, config, dataset) x (split, metric), full variants only: keeps e.g. the NeRSemble
+    benchmark's local protocol (``nersemble_mono_local``) apart from the synthetic subjects.
+    Returns (numbers, display strings)."""
+    full = df[(df["variant"] == "full") & df["dataset"].notna()] if not df.empty else df
+    cols = _metric_cols(full)
+    if full.empty or not cols:
+        return pd.DataFrame(), pd.DataFrame()
+    num, disp = _pivot(full, ["method", "config", "dataset"], cols)
+    fmt = lambda m, c, d: f"{m} ({c}) · {d}"  # noqa: E731
+    return _label(num, "method (config) · dataset", fmt), _label(disp, "method (config) · dataset", fmt)
+
+
 def main_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(method, config) x (split, metric), mean over runs (subjects x seeds), full variants only.
 
@@ -328,6 +341,10 @@ def build_table(root: Path, *, ablations_of: str | None = None, out_dir: Path | 
     text = [title, "", _to_markdown(disp)]
     if not disp.empty:
         text += [""] + _legend(df, disp)
+    if not ablations_of and df["dataset"].dropna().nunique() > 1:
+        _, bd = dataset_table(df)
+        if not bd.empty:
+            text += ["", "## Results by dataset", "", _to_markdown(bd)]
     if with_paper and not ablations_of:
         p, n_unknown = paper_rows(df)
         if not p.empty:

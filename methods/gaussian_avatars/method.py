@@ -111,6 +111,9 @@ class GaussianAvatars(AvatarMethod):
             p.requires_grad_(finetune)
         centers = torch.stack([c.center for c in cams.values()])
         self.extent = camera_extent(centers, float(self.cfg.density.camera_extent_factor))
+        if len(cams) < 2:  # monocular (NeRSemble benchmark): 3DGS's extent would be 0, see docs
+            head = torch.as_tensor(np.mean([np.asarray(d["translation"], np.float64) for d in by_t.values()], axis=0))
+            self.extent = float((centers[0].to(torch.float64) - head).norm()) * float(self.cfg.density.camera_extent_factor)
 
         # the method's own RNG (init colours, split samples), seeded from the engine-seeded global RNG
         seed = int(torch.randint(0, 2 ** 62, (1,)).item())
