@@ -63,6 +63,11 @@ def split_frames(subject, cfg) -> list:
         from avatarbench.data.splits import cross_reenact_frames
 
         driver_name = cfg.data.driver or DEFAULT_DRIVERS.get(str(cfg.data.subject) if not cfg.data.path else "")
+        from avatarbench.drivers.base import is_generated_driver
+
+        if is_generated_driver(driver_name):  # text:, audio:, params: drivers (avatarbench.drivers)
+            frames = generated_driver_frames(subject, str(driver_name), cfg)
+            return frames[: int(cfg.protocol.max_frames)] if cfg.protocol.max_frames else frames
         if not driver_name:
             raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
         driver = load_subject(driver_name, scale=float(cfg.data.scale))
@@ -76,6 +81,18 @@ def split_frames(subject, cfg) -> list:
     if cfg.protocol.max_frames:
         frames = frames[: int(cfg.protocol.max_frames)]
     return frames
+
+
+def generated_driver_frames(subject, spec: str, cfg) -> list:
+    """Frames of ``subject`` driven by a text / audio / parameter-folder driver (see docs/drivers.md)."""
+    from avatarbench.drivers.base import make_driver
+    from avatarbench.drivers.frames import driven_frames
+
+    if subject.body_model != "flame":
+        raise ConfigError(f"data.driver={spec!r}: speech/parameter drivers drive FLAME heads; subject "
+                          f"{subject.name!r} uses {subject.body_model}")
+    seq = make_driver(spec, seed=int(cfg.engine.seed)).generate()
+    return driven_frames(subject, seq, name=spec.split(":", 1)[0])
 
 
 def prepare_run_dir(cfg, subject_name: str, output: Path | None) -> Path:

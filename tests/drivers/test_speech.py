@@ -1,0 +1,93 @@
+"""Text -> speech, WAV input, phonemes -> visemes, lip-sync metric (avatarbench.drivers)."""
+
+import numpy as np
+import pytest
+
+from avatarbench.drivers.audio import read_wav, write_wav
+from avatarbench.drivers.lipsync import flicker, lip_sync
+from avatarbench.drivers.tts import Phoneme, _timeline, synthesize, tts_available
+from avatarbench.drivers.visemes import VISEMES, phoneme_to_viseme, viseme_weights
+from avatarbench.errors import DataError
+
+needs_tts = pytest.mark.skipif(not tts_available(), reason="espeakng-loader not installed")
+
+
+@needs_tts
+def test_phoneme_timeline_covers_audio():
+    sp = synthesize("Hello world, this is a test.")
+    assert sp.sample_rate == 22050
+    ph = sp.phonemes
+    # contiguous, ordered, non-empty intervals ending exactly at the end of the audio
+    assert all(p.end > p.start for p in ph)
+    assert all(abs(a.end - b.start) < 1e-12 for a, b in zip(ph, ph[1:]))
+    assert ph[-1].end == pytest.approx(len(sp.audio) / sp.sample_rate, abs=1e-12)
+    assert 0.0 <= ph[0].start < 0.1
+    spoken = [p.symbol for p in ph if p.symbol]
+    assert spoken[:4] == ["h", "ə", "l", "ˈoʊ"]  # eSpeak NG en-us IPA for "hello"
+    # longer text -> proportionally longer audio (same speaking rate)
+    sp2 = synthesize("Hello world, this is a test. Hello world, this is a test.")
+    assert 1.6 < sp2.duration / sp.duration < 2.4
+
+
+def test_timeline_from_events_hand_computed():
+    sr = 100
+    ph = _timeline([(10, "h"), (30, "a"), (60, ""), (70, "")], 100, sr)
+    assert ph == [Phoneme("h", 0.1, 0.3), Phoneme("a", 0.3, 0.6), Phoneme("", 0.6, 1.0)]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "?!."])
+def test_empty_text_is_refused(text):
+    with pytest.raises(ValueError, match="empty"):
+        synthesize(text)
+
+
+def test_unreadable_and_wrong_rate_wav(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"this is not a wav file at all")
+    with pytest.raises(DataError, match="bad.wav: cannot read as WAV"):
+        read_wav(bad)
+    with pytest.raises(DataError, match="not found"):
+        read_wav(tmp_path / "missing.wav")
+    low = write_wav(tmp_path / "low.wav", np.zeros(400), 4000)
+    with pytest.raises(DataError, match="sample rate 4000 Hz"):
+        read_wav(low)
+    ok = write_wav(tmp_path / "ok.wav", 0.5 * np.sin(np.linspace(0, 100, 1600)), 16000)
+    a, sr = read_wav(ok)
+    assert sr == 16000 and a.shape == (1600,) and abs(a.max() - 0.5) < 1e-3
+
+
+def test_viseme_mapping_and_dominance_blending():
+    assert phoneme_to_viseme("p") == "PP" and phoneme_to_viseme("ˈoʊ") == "O" and phoneme_to_viseme("") == "sil"
+    ph = [Phoneme("a", 0.0, 0.2), Phoneme("m", 0.2, 0.28), Phoneme("a", 0.28, 0.5)]
+    t = np.arange(0, 0.5, 0.01)
+    W = viseme_weights(ph, t)
+    assert np.allclose(W.sum(1), 1.0)
+    # the bilabial dominates at its centre although it is short (high dominance)
+    assert W[24].argmax() == VISEMES.index("PP")
+    # coarticulation: the closure is anticipated -- PP already has weight before /m/ starts
+    assert W[15, VISEMES.index("PP")] > 0.1
+    # smooth: no step changes between 10 ms frames
+    assert np.abs(np.diff(W, axis=0)).max() < 0.35
+
+
+def test_lip_sync_recovers_known_lag():
+    fps = 25.0
+    rng = np.random.default_rng(3)
+    env = np.convolve(rng.random(300), np.ones(5) / 5, mode="same")
+    for lag in (-3, 0, 4):
+        mouth = np.roll(env, lag) + 0.01 * rng.standard_normal(300)
+        r = lip_sync(mouth, env, fps, max_lag_s=0.3)
+        assert r["lag_frames"] == lag
+        assert r["lag_s"] == pytest.approx(lag / fps)
+        assert r["corr"] > 0.95
+    assert np.isnan(lip_sync(np.ones(50), env[:50], fps)["corr"])
+
+
+def test_flicker_hand_computed():
+    f = np.zeros((3, 2, 2, 3), np.uint8)
+    f[1, 0, 0] = 10
+    mask = np.array([[True, False], [False, False]])
+    assert flicker(f, mask) == pytest.approx(10.0)  # |10-0| then |0-10|, mean 10
+    alphas = np.zeros((3, 2, 2))
+    alphas[:, 1, 1] = 1.0
+    assert flicker(f, alphas=alphas) == pytest.approx((10 + 10) / (2 * 3))
