@@ -29,6 +29,7 @@ down) closes by the measured lid height.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -251,19 +252,66 @@ def brow_and_blink(model, rig: MouthRig, shape=None) -> tuple[np.ndarray, np.nda
 
 
 _BASIS_CACHE: dict = {}
+#: bump when the fit, the targets or the measurements change (invalidates the disk cache)
+FIT_VERSION = 1
 
 
-def viseme_basis(model, shape=None) -> tuple[MouthRig, VisemeBasis]:
-    """Fit every viseme of :data:`VISEMES` (cached per model source and shape)."""
+def _disk_key(model, shape) -> str | None:
+    import hashlib
+
+    from avatarbench.drivers.visemes import VISEME_TARGETS
+
+    if model.source is None or not Path(model.source).is_file():
+        return None
+    st = Path(model.source).stat()
+    h = hashlib.sha256()
+    h.update(f"{FIT_VERSION}|{Path(model.source).resolve()}|{st.st_size}|{st.st_mtime_ns}|{model.n_expr}|"
+             f"{model.num_verts}|{sorted(VISEME_TARGETS.items())}".encode())
+    if shape is not None:
+        h.update(np.asarray(shape, np.float32).tobytes())
+    return h.hexdigest()[:24]
+
+
+def viseme_basis(model, shape=None, *, disk_cache: bool = True) -> tuple[MouthRig, VisemeBasis]:
+    """Fit every viseme of :data:`VISEMES`, plus brow raise and blink.
+
+    Cached in memory and on disk (``cache_dir()/drivers/visemes_<key>.npz``, key = model file
+    path/size/mtime, n_expr, shape, targets and :data:`FIT_VERSION`); the rig is rebuilt from
+    the model every time (cheap).
+    """
     key = (str(model.source), model.n_expr, model.num_verts,
            None if shape is None else np.asarray(shape, np.float32).tobytes())
     if key in _BASIS_CACHE:
         return _BASIS_CACHE[key]
     rig = build_rig(model, shape)
+    names = ("jaw", "expr", "reached", "targets", "brow_expr", "blink_expr")
+    dk = _disk_key(model, shape) if disk_cache else None
+    path = None
+    if dk is not None:
+        from avatarbench.paths import cache_dir
+
+        path = cache_dir() / "drivers" / f"visemes_{dk}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    basis = VisemeBasis(*(np.asarray(z[n]) for n in names))
+                out = (rig, basis)
+                _BASIS_CACHE[key] = out
+                return out
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache entry: refit and overwrite
     T = target_matrix()
     jaw, expr, reached = fit_mouth(model, rig, T, shape=shape)
     brow, blink = brow_and_blink(model, rig, shape)
-    out = (rig, VisemeBasis(jaw, expr, reached, T, brow, blink))
+    basis = VisemeBasis(jaw, expr, reached, T, brow, blink)
+    if path is not None:
+        import os
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{n: getattr(basis, n) for n in names})
+        os.replace(tmp, path)
+    out = (rig, basis)
     _BASIS_CACHE[key] = out
     return out
 
