@@ -82,11 +82,17 @@ def test_sequence_roundtrip_vhap_format(tmp_path):
         np.testing.assert_array_equal(back.params[k], params[k])
 
 
-def test_driven_frames_keep_target_identity():
+@pytest.fixture(scope="module")
+def head_subject():
     from avatarbench.data import load_subject
+
+    return load_subject("synth_head_a")
+
+
+def test_driven_frames_keep_target_identity(head_subject):
     from avatarbench.drivers.frames import driven_frames, rest_pose
 
-    target = load_subject("synth_head_a")
+    target = head_subject
     T = 3
     params = {"expr": np.full((T, 100), 0.5, np.float32), "jaw_pose": np.zeros((T, 3), np.float32),
               "rotation": np.full((T, 3), 0.01, np.float32), "neck_pose": np.zeros((T, 3), np.float32),
@@ -100,3 +106,25 @@ def test_driven_frames_keep_target_identity():
     np.testing.assert_array_equal(d["expr"], params["expr"][1])
     np.testing.assert_allclose(d["rotation"], rest_pose(target)["rotation"] + 0.01, atol=1e-7)
     np.testing.assert_allclose(d["translation"], rest_pose(target)["translation"])
+
+
+def test_run_split_frames_accepts_params_driver(tmp_path, head_subject):
+    from omegaconf import OmegaConf
+
+    from avatarbench.engine.run import split_frames
+
+    T = 5
+    params = {"expr": np.zeros((T, 100), np.float32), "jaw_pose": np.zeros((T, 3), np.float32),
+              "rotation": np.zeros((T, 3), np.float32), "neck_pose": np.zeros((T, 3), np.float32),
+              "eyes_pose": np.zeros((T, 6), np.float32), "translation": np.zeros((T, 3), np.float32)}
+    params["jaw_pose"][:, 0] = np.linspace(0, 0.2, T)
+    write_sequence(ParamSequence("flame", 25.0, params), tmp_path / "seq")
+    subject = head_subject
+    cfg = OmegaConf.create({"run": {"split": "cross_reenact"}, "engine": {"seed": 0},
+                            "data": {"driver": f"params:{tmp_path / 'seq'}", "subject": "synth_head_a",
+                                     "path": None, "scale": 1.0, "driver_split": None},
+                            "protocol": {"max_frames": None}})
+    frames = split_frames(subject, cfg)
+    assert len(frames) == T * len(subject.cameras)
+    # parameter folders are absolute: the jaw of frame 3 is the sequence's
+    np.testing.assert_allclose(dict(frames[3 * len(subject.cameras)].driving)["jaw_pose"], params["jaw_pose"][3])
