@@ -3,8 +3,9 @@
 A :class:`Driver` produces a :class:`ParamSequence`: ``params[key]`` is a (T, D) float32 array
 per driving key (FLAME: ``expr (T,100) jaw_pose (T,3) rotation (T,3) neck_pose (T,3)
 eyes_pose (T,6) translation (T,3)``), sampled at ``fps``, optionally with the speech that
-produced it. Sequences are written in VHAP's layout (one ``flame_param/{t:05d}.npz`` per
-timestep, batch dimension 1, identity ``shape`` included) next to ``sequence.json`` (fps,
+produced it. FLAME sequences are written in VHAP's layout (one ``flame_param/{t:05d}.npz`` per
+timestep, batch dimension 1, identity ``shape`` included), SMPL-X sequences as the body
+datasets' ``smpl_params.npz`` ((T, D) per key, ``betas (1, S)``), next to ``sequence.json`` (fps,
 body model, source) and, for speech, ``audio.wav`` and ``phonemes.json``; such a folder is
 itself a driver (``params:FOLDER``).
 
@@ -75,12 +76,17 @@ def write_sequence(seq: ParamSequence, folder: str | Path, *, identity: dict[str
     to zeros(300) so the files are valid VHAP parameter files.
     """
     folder = Path(folder)
-    sub = folder / ("flame_param" if seq.body_model == "flame" else "smplx_param")
-    sub.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     ident = dict(identity or {})
+    if seq.body_model != "flame":  # SMPL-X: one smpl_params.npz, (T, D) per key (the body datasets' format)
+        arrays = {k: np.asarray(v, np.float32) for k, v in seq.params.items()}
+        arrays["betas"] = np.asarray(ident.get("betas", np.zeros(10)), np.float32).reshape(1, -1)
+        np.savez(folder / "smpl_params.npz", **arrays)
+    sub = folder / "flame_param"
     if seq.body_model == "flame":
+        sub.mkdir(parents=True, exist_ok=True)
         ident.setdefault("shape", np.zeros(300, np.float32))
-    for t in range(len(seq)):
+    for t in range(len(seq) if seq.body_model == "flame" else 0):
         arrays = {k: np.asarray(v[t], np.float32)[None] for k, v in seq.params.items()}
         arrays.update({k: np.asarray(v, np.float32)[None] if k != "shape" else np.asarray(v, np.float32)
                        for k, v in ident.items()})

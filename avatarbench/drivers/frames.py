@@ -33,10 +33,30 @@ def rest_pose(subject: Subject) -> dict[str, np.ndarray]:
     return out
 
 
+def body_base(target: Subject) -> dict[str, np.ndarray]:
+    """SMPL-X driving of the target's first training frame (the base of speech body motion)."""
+    tr = target.frames("train") if "train" in target.split_names else []
+    return {k: np.asarray(v, np.float32) for k, v in (tr[0].driving if tr else {}).items()}
+
+
+def _body_frames(target: Subject, seq: ParamSequence, cams: list[Camera], name: str) -> list[Frame]:
+    """Bodies: the target's ``betas`` + the sequence's absolute SMPL-X parameters."""
+    betas = np.asarray(target.canonical.get("betas", body_base(target).get("betas", np.zeros(10))), np.float32)
+    out: list[Frame] = []
+    for t in range(len(seq)):
+        d = {k: np.asarray(v, np.float32) for k, v in seq.frame(t).items()}
+        d["betas"] = betas
+        for cam in cams:
+            out.append(Frame(subject=target.name, sequence=name, timestep=t, camera=cam, image_path=None,
+                             mask_path=None, driving=d, background=target.background, driver=name,
+                             meta={"driver_sequence": name, "driver_timestep": t, "time_s": t / seq.fps}))
+    return out
+
+
 def driven_frames(target: Subject, seq: ParamSequence, *, cameras: Iterable[int | Camera] | None = None,
                   name: str = "speech") -> list[Frame]:
     """One frame per (sequence frame, camera), ordered by frame then camera (no images)."""
-    if target.body_model != seq.body_model:
+    if target.body_model != seq.body_model and not (target.body_model.startswith("smpl") and seq.body_model == "smplx"):
         raise ConfigError(f"cannot drive {target.body_model} subject {target.name!r} with a {seq.body_model} sequence")
     if cameras is None:
         cams = [target.cameras[i] for i in sorted(target.cameras)]
@@ -49,6 +69,8 @@ def driven_frames(target: Subject, seq: ParamSequence, *, cameras: Iterable[int 
                 cams.append(target.cameras[int(c)])
             else:
                 raise ConfigError(f"target {target.name!r} has no camera {c} (has {sorted(target.cameras)})")
+    if target.body_model != "flame":
+        return _body_frames(target, seq, cams, name)
     identity = identity_params(target)
     rest = rest_pose(target)
     offsets = set(seq.meta.get("offsets") or [])

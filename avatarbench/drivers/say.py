@@ -64,19 +64,25 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
     t_load = time.perf_counter()
     cfg, subject, method, _, _ = _load_method(run_dir)
-    if subject.body_model != "flame":
-        raise ConfigError(f"say: run {run_dir} is a {subject.body_model} body run; speech drives FLAME head runs "
-                          "only (the SMPL-X speech driver is not implemented yet, see docs/drivers.md)")
-    model = getattr(method, "flame", None)
     from avatarbench.bodymodels.flame import FlameModel, load_flame
+    from avatarbench.drivers.flame_fit import viseme_basis
 
+    body = subject.kind == "body"
+    model = None if body else getattr(method, "flame", None)
     if not isinstance(model, FlameModel):
-        model = load_flame(teeth=True)
+        model = load_flame(teeth=True)  # bodies: the FLAME geometry gives the mouth targets
     model = model.cpu()
     driver = SpeechFaceDriver(text=text, audio=audio, transcript=transcript, fps=fps, model=model,
                               seed=int(cfg.engine.seed))
-    from avatarbench.drivers.flame_fit import viseme_basis
+    if body:
+        from avatarbench.drivers.frames import body_base
+        from avatarbench.drivers.speech_body import SpeechBodyDriver
 
+        from avatarbench.bodymodels.smplx import SmplxModel
+
+        smplx = getattr(method, "smplx", None)
+        smplx = smplx if isinstance(smplx, SmplxModel) else None
+        driver = SpeechBodyDriver(driver, base=body_base(subject), smplx=smplx)
     viseme_basis(model)  # one-off geometric fit (cached on disk), not part of the per-utterance latency
     load_s = time.perf_counter() - t_load
 
@@ -85,7 +91,7 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
     t_params = time.perf_counter()
     cams = sorted(subject.cameras)
     if camera is None:
-        test = subject.frames("self_reenact") if "self_reenact" in subject.split_names else []
+        test = [f for s in ("self_reenact", "novel_view") if s in subject.split_names for f in subject.frames(s)]
         camera = test[0].camera.id if test else cams[0]
     frames = driven_frames(subject, seq, cameras=[camera], name="speech")
     imgs, alphas, first = [], [], None
@@ -103,12 +109,16 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
     pdir = out.with_name(out.stem + "_params")
     from avatarbench.data.splits import identity_params
 
-    write_sequence(seq, pdir, identity={k: v for k, v in identity_params(subject).items() if k == "shape"})
+    if body:
+        write_sequence(seq, pdir, identity={"betas": np.asarray(frames[0].driving["betas"], np.float32)})
+    else:
+        write_sequence(seq, pdir, identity={k: v for k, v in identity_params(subject).items() if k == "shape"})
     mux_audio(np.stack(imgs), fps, pdir / "audio.wav", out)
 
     sp = seq.speech
     T = len(seq)
-    mouth = mouth_opening_series(model, seq.params)
+    face = driver.face if body else driver
+    mouth = mouth_opening_series(model, face.last.params) if body else mouth_opening_series(model, seq.params)
     env = envelope(sp.audio, sp.sample_rate, fps, T)
     report = {
         "run": str(run_dir), "method": cfg.run.method, "camera": int(camera), "fps": fps, "frames": T,
@@ -117,8 +127,8 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
         "latency": {
             "model_load_and_fit_s": load_s,
             "text_to_first_frame_s": (first - t0) if first else None,
-            "speech_synthesis_s": driver.timings.get("speech_s"),
-            "params_per_speech_second_s": driver.timings.get("params_s", 0.0) / max(sp.duration, 1e-9),
+            "speech_synthesis_s": face.timings.get("speech_s"),
+            "params_per_speech_second_s": (t_params - t0 - face.timings.get("speech_s", 0.0)) / max(sp.duration, 1e-9),
             "render_fps": len(imgs) / max(t_render - t_params, 1e-9),
             "realtime_factor": sp.duration / max(t_render - t0, 1e-9),
         },

@@ -134,6 +134,7 @@ class SpeechFaceDriver:
         seq = ParamSequence("flame", fps, params, sp, meta)
         seq.viseme_weights = W
         seq.features = feat
+        self.last = seq
         return seq
 
     @staticmethod
