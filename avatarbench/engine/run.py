@@ -214,6 +214,11 @@ def execute(req: RunRequest, output: Path | None = None, *, echo=print, stop_aft
         "config_sha": json.loads((run_dir / "run.json").read_text())["config_sha"], "created": now_iso(),
         "videos": [str(p.relative_to(tmp_dir)) for p in videos],
     }
+    if cfg.run.split == "cross_reenact" and frames:  # no GT: flicker, lip sync (avatarbench.drivers.run_metrics)
+        from avatarbench.drivers.run_metrics import reenact_metrics
+
+        results["metrics"].update(reenact_metrics(frames, renders, subject, cfg))
+        results["driver"] = str(cfg.data.driver) if cfg.data.driver else None
     if getattr(method, "perceptual_loss_status", None) is not None:  # GHA, Animatable Gaussians
         results["perceptual_loss"] = method.perceptual_loss_status
     if per_image is not None and len(per_image):

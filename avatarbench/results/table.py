@@ -17,6 +17,8 @@ from avatarbench.results.store import find_results
 
 METRICS = [("psnr", "PSNR↑"), ("ssim", "SSIM↑"), ("lpips_vgg", "LPIPS-VGG↓"), ("lpips_alex", "LPIPS-Alex↓")]
 GEOMETRY = [("chamfer_mm", "Chamfer mm↓")]
+#: cross-reenactment / speech-driven runs (no ground truth): avatarbench.drivers.run_metrics
+NO_GT = [("lip_sync_corr", "LipSync r↑"), ("flicker", "Flicker↓")]
 
 
 def results_frame(root: Path) -> pd.DataFrame:
@@ -36,7 +38,7 @@ def results_frame(root: Path) -> pd.DataFrame:
 
 
 def _metric_cols(df: pd.DataFrame) -> list[tuple[str, str]]:
-    return [(k, label) for k, label in METRICS + GEOMETRY if k in df.columns and df[k].notna().any()]
+    return [(k, label) for k, label in METRICS + GEOMETRY + NO_GT if k in df.columns and df[k].notna().any()]
 
 
 SPLIT_ORDER = ["novel_view", "self_reenact", "cross_reenact"]

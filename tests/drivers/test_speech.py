@@ -91,3 +91,25 @@ def test_flicker_hand_computed():
     alphas = np.zeros((3, 2, 2))
     alphas[:, 1, 1] = 1.0
     assert flicker(f, alphas=alphas) == pytest.approx((10 + 10) / (2 * 3))
+
+
+def test_flicker_of_renders_static_region_hand_computed():
+    from types import SimpleNamespace
+
+    import torch
+
+    from avatarbench.drivers.run_metrics import flicker_of_renders
+
+    bg = (1.0, 1.0, 1.0)
+    frames, renders = [], {}
+    for t in range(3):
+        f = SimpleNamespace(key=f"k{t}", timestep=t, camera=SimpleNamespace(id=0))
+        img = torch.ones(2, 2, 3)
+        img[1, 1] = 0.2  # the avatar: not background, excluded
+        if t == 1:
+            img[0, 0] = 1.0 - 51 / 255  # a floater in frame 1 only, in the static region
+        frames.append(f)
+        renders[f.key] = img
+    # 3 static pixels x 3 channels, two frame pairs; only pixel (0,0) changes by 51 twice
+    assert flicker_of_renders(frames, renders, bg) == pytest.approx(51 * 2 * 3 / (2 * 3 * 3))
+    assert flicker_of_renders(frames[:2], renders, bg) is None  # < 3 frames per camera
