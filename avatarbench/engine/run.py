@@ -92,7 +92,11 @@ def generated_driver_frames(subject, spec: str, cfg) -> list:
         raise ConfigError(f"data.driver={spec!r}: speech/parameter drivers drive FLAME heads; subject "
                           f"{subject.name!r} uses {subject.body_model}")
     seq = make_driver(spec, seed=int(cfg.engine.seed)).generate()
-    return driven_frames(subject, seq, name=spec.split(":", 1)[0])
+    # one camera, the target's first test camera (as `avatarbench say`): max_frames then covers the
+    # utterance in time, which the lip-sync and flicker metrics need
+    test = subject.frames("self_reenact") if "self_reenact" in subject.split_names else []
+    cams = [test[0].camera.id] if test else None
+    return driven_frames(subject, seq, cameras=cams, name=spec.split(":", 1)[0])
 
 
 def prepare_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
@@ -244,6 +248,9 @@ def format_summary(outcome: RunOutcome) -> str:
     lines = [f"{r['method']} ({r['variant']}, {r['preset']}) on {r['subject']} / {r['split']}: "
              f"{r['num_frames']} frames, {r['num_gaussians']} Gaussians"]
     m = r.get("metrics", {})
+    if m and "psnr" not in m:  # cross-reenactment: no ground truth, only the no-GT metrics
+        m = {}
+        lines.append("  " + ", ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items()))
     if m:
         parts = [f"PSNR {m['psnr']:.2f} dB" if m.get("psnr") is not None else "PSNR n/a",
                  f"SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "SSIM n/a"]
