@@ -113,3 +113,45 @@ def test_flicker_of_renders_static_region_hand_computed():
     # 3 static pixels x 3 channels, two frame pairs; only pixel (0,0) changes by 51 twice
     assert flicker_of_renders(frames, renders, bg) == pytest.approx(51 * 2 * 3 / (2 * 3 * 3))
     assert flicker_of_renders(frames[:2], renders, bg) is None  # < 3 frames per camera
+
+
+def test_missing_tts_library_is_one_line_error(monkeypatch):
+    import sys
+
+    from avatarbench.drivers import tts
+
+    monkeypatch.setattr(tts, "_STATE", {})
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # import fails
+    with pytest.raises(tts.TTSUnavailable, match="pip install espeakng-loader") as e:
+        synthesize("hello")
+    assert "\n" not in str(e.value)
+    assert not tts_available()
+
+
+def test_align_timeline_stretches_onto_loud_span():
+    from avatarbench.drivers.speech_face import align_timeline
+
+    loud = np.zeros(20)
+    loud[5:15] = 1.0  # speech from 0.5 s to 1.5 s at 10 fps
+    ph = [Phoneme("", 0.0, 0.1), Phoneme("h", 0.1, 0.3), Phoneme("a", 0.3, 0.6)]
+    out = align_timeline(ph, loud, 10.0)
+    # spoken span 0.1..0.6 s (0.5 s) -> 0.5..1.5 s (scale 2)
+    assert [p.symbol for p in out] == ["", "h", "a"]
+    assert out[1].start == pytest.approx(0.5) and out[1].end == pytest.approx(0.9)
+    assert out[2].end == pytest.approx(1.5)
+
+
+def test_make_driver_parses_driver_strings(tmp_path):
+    from avatarbench.drivers.base import SequenceDriver, SubjectDriver, is_generated_driver, make_driver
+    from avatarbench.drivers.speech_face import SpeechFaceDriver
+    from avatarbench.errors import ConfigError
+
+    d = make_driver("text:Hi there")
+    assert isinstance(d, SpeechFaceDriver) and d.text == "Hi there"
+    d = make_driver("audio:a.wav|what is said")
+    assert isinstance(d, SpeechFaceDriver) and str(d.audio) == "a.wav" and d.transcript == "what is said"
+    assert isinstance(make_driver(f"params:{tmp_path}"), SequenceDriver)
+    assert isinstance(make_driver("synth_head_b"), SubjectDriver)
+    assert is_generated_driver("text:x") and not is_generated_driver("synth_head_b") and not is_generated_driver(None)
+    with pytest.raises(ConfigError, match="empty"):
+        make_driver("  ")
