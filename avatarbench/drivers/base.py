@@ -130,7 +130,8 @@ def read_sequence(folder: str | Path, *, fps: float | None = None) -> ParamSeque
                     for p in json.loads((folder / "phonemes.json").read_text())]
         speech = Speech(audio, sr, phon, (info.get("meta") or {}).get("text"))
     rate = float(info.get("fps") or fps or DEFAULT_FPS)
-    return ParamSequence("flame", rate, params, speech, {"driver": "params", "source": str(folder), **info.get("meta", {})})
+    meta = {"driver": "params", "source": str(folder), **info.get("meta", {})}
+    return ParamSequence("flame", rate, params, speech, meta)
 
 
 class SequenceDriver:

@@ -221,7 +221,8 @@ def brow_and_blink(model, rig: MouthRig, shape=None) -> tuple[np.ndarray, np.nda
     """Expressions for a brow raise (lower forehead up by 0.12 W0) and a blink (upper lids down)."""
     n = model.n_expr
     with torch.no_grad():
-        out = model(**({"shape": torch.as_tensor(shape, dtype=torch.float32).reshape(1, -1)} if shape is not None else {}))
+        kw = {} if shape is None else {"shape": torch.as_tensor(shape, dtype=torch.float32).reshape(1, -1)}
+        out = model(**kw)
     v = out.verts[0].double().numpy()
     J = out.joints[0].double().numpy()
     brow, blink = np.zeros(n), np.zeros(n)
