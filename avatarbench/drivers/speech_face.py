@@ -130,7 +130,7 @@ class SpeechFaceDriver:
         self.timings = {"speech_s": t1 - t0, "viseme_fit_s": t2 - t1, "params_s": t3 - t2,
                         "audio_s": sp.duration}
         meta = {"driver": "text" if self.text is not None else "audio", "mode": mode, "text": sp.text,
-                "offsets": ["rotation", "neck_pose", "translation"], "viseme_weights": None}
+                "offsets": ["rotation", "neck_pose", "translation"]}
         seq = ParamSequence("flame", fps, params, sp, meta)
         seq.viseme_weights = W
         seq.features = feat
