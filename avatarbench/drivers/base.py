@@ -112,30 +112,47 @@ def read_sequence(folder: str | Path, *, fps: float | None = None) -> ParamSeque
     info = {}
     if (folder / "sequence.json").is_file():
         info = json.loads((folder / "sequence.json").read_text())
+    if (folder / "smpl_params.npz").is_file() and not (folder / "flame_param").is_dir():
+        return _read_smplx_sequence(folder, info, fps)
     pdir = folder if folder.name == "flame_param" else folder / "flame_param"
     files = sorted(pdir.glob("*.npz")) if pdir.is_dir() else []
     if not files:
         raise DataError(folder, "no flame_param/*.npz files", "a VHAP flame_param sequence folder")
     frames = [read_flame_params(f) for f in files]
     params = {k: np.stack([fr[k] for fr in frames]).astype(np.float32) for k in FLAME_MOTION_SIZES if k in frames[0]}
-    speech = None
-    if info.get("audio") and (folder / info["audio"]).is_file():
-        from avatarbench.drivers.audio import read_wav
-        from avatarbench.drivers.tts import Phoneme, Speech
-
-        audio, sr = read_wav(folder / info["audio"])
-        phon = []
-        if (folder / "phonemes.json").is_file():
-            phon = [Phoneme(p["symbol"], float(p["start"]), float(p["end"]))
-                    for p in json.loads((folder / "phonemes.json").read_text())]
-        speech = Speech(audio, sr, phon, (info.get("meta") or {}).get("text"))
+    speech = _read_speech(folder, info)
     rate = float(info.get("fps") or fps or DEFAULT_FPS)
     meta = {"driver": "params", "source": str(folder), **info.get("meta", {})}
     return ParamSequence("flame", rate, params, speech, meta)
 
 
+def _read_speech(folder: Path, info: dict):
+    if not (info.get("audio") and (folder / info["audio"]).is_file()):
+        return None
+    from avatarbench.drivers.audio import read_wav
+    from avatarbench.drivers.tts import Phoneme, Speech
+
+    audio, sr = read_wav(folder / info["audio"])
+    phon = []
+    if (folder / "phonemes.json").is_file():
+        phon = [Phoneme(p["symbol"], float(p["start"]), float(p["end"]))
+                for p in json.loads((folder / "phonemes.json").read_text())]
+    return Speech(audio, sr, phon, (info.get("meta") or {}).get("text"))
+
+
+def _read_smplx_sequence(folder: Path, info: dict, fps: float | None) -> ParamSequence:
+    """A body sequence: ``smpl_params.npz`` (the body datasets' format; betas are dropped)."""
+    from avatarbench.data.smpl_params import load_smplx_params
+
+    sp = load_smplx_params(folder / "smpl_params.npz")
+    params = {k: np.asarray(v, np.float32) for k, v in sp.per_frame.items()}
+    rate = float(info.get("fps") or fps or DEFAULT_FPS)
+    meta = {"driver": "params", "source": str(folder), **info.get("meta", {})}
+    return ParamSequence("smplx", rate, params, _read_speech(folder, info), meta)
+
+
 class SequenceDriver:
-    """A written sequence folder (``params:FOLDER``)."""
+    """A written sequence folder (``params:FOLDER``): FLAME ``flame_param/`` or SMPL-X ``smpl_params.npz``."""
 
     body_model = "flame"
 
@@ -190,7 +207,7 @@ def make_driver(spec: str, *, fps: float = DEFAULT_FPS, model=None, split: str |
         return SequenceDriver(spec[7:], fps=None)
     p = Path(spec)
     if (p / "sequence.json").is_file() or p.name == "flame_param":
-        return SequenceDriver(p)
+        return SequenceDriver(p)  # a written sequence (FLAME or SMPL-X)
     return SubjectDriver(spec, split=split, scale=scale, fps=fps)
 
 

@@ -88,9 +88,10 @@ def generated_driver_frames(subject, spec: str, cfg) -> list:
     from avatarbench.drivers.base import make_driver
     from avatarbench.drivers.frames import driven_frames
 
-    if subject.body_model != "flame":
-        raise ConfigError(f"data.driver={spec!r}: speech/parameter drivers drive FLAME heads; subject "
-                          f"{subject.name!r} uses {subject.body_model}")
+    if subject.body_model != "flame" and not spec.startswith("params:"):
+        raise ConfigError(f"data.driver={spec!r}: text/audio drivers drive FLAME heads (bodies: "
+                          f"`avatarbench say`, then data.driver=params:FOLDER); subject {subject.name!r} "
+                          f"uses {subject.body_model}")
     seq = make_driver(spec, seed=int(cfg.engine.seed)).generate()
     # one camera, the target's first test camera (as `avatarbench say`): max_frames then covers the
     # utterance in time, which the lip-sync and flicker metrics need

@@ -54,3 +54,8 @@ def test_smplx_sequence_written_in_body_dataset_format(tmp_path):
     back = load_smplx_params(tmp_path / "s" / "smpl_params.npz")
     np.testing.assert_array_equal(back.per_frame["body_pose"], params["body_pose"])
     np.testing.assert_array_equal(back.betas, np.ones(10, np.float32))
+    from avatarbench.drivers.base import read_sequence
+
+    seq = read_sequence(tmp_path / "s")  # usable again as data.driver=params:FOLDER
+    assert seq.body_model == "smplx" and seq.fps == 25.0
+    np.testing.assert_array_equal(seq.params["jaw_pose"], params["jaw_pose"])
