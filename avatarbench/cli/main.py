@@ -467,6 +467,26 @@ INTERRUPTED = ("interrupted: the newest checkpoint and all finished results are 
                "run the same command again to resume")
 
 
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True), help="A trained head run folder.")
+@click.option("--text", default=None, help="Text to speak (eSpeak NG).")
+@click.option("--audio", default=None, type=click.Path(), help="A WAV file to lip-sync to.")
+@click.option("--transcript", default=None, help="The WAV's transcript (enables phoneme visemes).")
+@click.option("--camera", default=None, type=int, help="Camera id (default: the first test camera).")
+@click.option("--out", default=None, type=click.Path(), help="Output MP4 (default RUN/say/say.mp4).")
+@click.option("--fps", default=25.0, show_default=True, help="Frame rate of the video and the parameters.")
+def say(run_dir, text, audio, transcript, camera, out, fps):
+    """Render a trained avatar speaking (MP4 with audio + the FLAME parameter sequence)."""
+    from avatarbench.drivers.say import say as say_fn
+
+    rep = say_fn(run_dir, text=text, audio=audio, transcript=transcript, camera=camera, out=out, fps=fps,
+                 echo=click.echo)
+    lat, ls = rep["latency"], rep["lip_sync_audio"]
+    click.echo(f"text -> first frame {lat['text_to_first_frame_s']:.2f} s, params {lat['params_per_speech_second_s']:.3f} s "
+               f"per s of speech, render {lat['render_fps']:.1f} FPS; lip sync vs audio: corr {ls['corr']:.2f} "
+               f"at lag {ls['lag_s']:+.2f} s")
+
+
 def main(argv=None):
     from avatarbench.cli.output import setup_warnings
 

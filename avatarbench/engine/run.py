@@ -78,6 +78,11 @@ def split_frames(subject, cfg) -> list:
         from avatarbench.data.splits import cross_reenact_frames
 
         driver_name = cfg.data.driver or default_driver(str(cfg.data.subject) if not cfg.data.path else "")
+        from avatarbench.drivers.base import is_generated_driver
+
+        if is_generated_driver(driver_name):  # text:, audio:, params: drivers (avatarbench.drivers)
+            frames = generated_driver_frames(subject, str(driver_name), cfg)
+            return frames[: int(cfg.protocol.max_frames)] if cfg.protocol.max_frames else frames
         if not driver_name:
             raise ConfigError("cross_reenact needs a driving subject: --set data.driver=NAME_OR_PATH")
         sp = cfg.data.get("synthetic_preset")
@@ -92,6 +97,23 @@ def split_frames(subject, cfg) -> list:
     if cfg.protocol.max_frames:
         frames = frames[: int(cfg.protocol.max_frames)]
     return frames
+
+
+def generated_driver_frames(subject, spec: str, cfg) -> list:
+    """Frames of ``subject`` driven by a text / audio / parameter-folder driver (see docs/drivers.md)."""
+    from avatarbench.drivers.base import make_driver
+    from avatarbench.drivers.frames import driven_frames
+
+    if subject.body_model != "flame" and not spec.startswith("params:"):
+        raise ConfigError(f"data.driver={spec!r}: text/audio drivers drive FLAME heads (bodies: "
+                          f"`avatarbench say`, then data.driver=params:FOLDER); subject {subject.name!r} "
+                          f"uses {subject.body_model}")
+    seq = make_driver(spec, seed=int(cfg.engine.seed)).generate()
+    # one camera, the target's first test camera (as `avatarbench say`): max_frames then covers the
+    # utterance in time, which the lip-sync and flicker metrics need
+    test = subject.frames("self_reenact") if "self_reenact" in subject.split_names else []
+    cams = [test[0].camera.id] if test else None
+    return driven_frames(subject, seq, cameras=cams, name=spec.split(":", 1)[0])
 
 
 def planned_run_dir(cfg, subject_name: str, output: Path | None) -> Path:
@@ -401,6 +423,11 @@ def _evaluate(req, cfg, method, subject, frames, tr, run_dir: Path, tmp_dir: Pat
         "config_sha": json.loads((run_dir / "run.json").read_text())["config_sha"], "created": now_iso(),
         "videos": [str(p.relative_to(tmp_dir)) for p in videos],
     }
+    if cfg.run.split == "cross_reenact" and frames:  # no GT: flicker, lip sync (avatarbench.drivers.run_metrics)
+        from avatarbench.drivers.run_metrics import reenact_metrics
+
+        results["metrics"].update(reenact_metrics(frames, renders, subject, cfg))
+        results["driver"] = str(cfg.data.driver) if cfg.data.driver else None
     if getattr(method, "perceptual_loss_status", None) is not None:  # GHA, Animatable Gaussians
         results["perceptual_loss"] = method.perceptual_loss_status
     if per_image is not None and len(per_image):
@@ -426,6 +453,9 @@ def format_summary(outcome: RunOutcome) -> str:
     lines = [f"{r['method']} ({r['variant']}, {r['preset']}) on {r['subject']} / {r['split']}: "
              f"{r['num_frames']} frames, {r['num_gaussians']} Gaussians"]
     m = r.get("metrics", {})
+    if m and "psnr" not in m:  # cross-reenactment: no ground truth, only the no-GT metrics
+        m = {}
+        lines.append("  " + ", ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items()))
     if m:
         parts = [f"PSNR {m['psnr']:.2f} dB" if m.get("psnr") is not None else "PSNR n/a",
                  f"SSIM {m['ssim']:.4f}" if m.get("ssim") is not None else "SSIM n/a"]

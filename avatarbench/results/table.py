@@ -32,7 +32,8 @@ from avatarbench.results.store import find_results
 
 METRICS = [("psnr", "PSNR↑"), ("ssim", "SSIM↑"), ("lpips_vgg", "LPIPS-VGG↓"), ("lpips_alex", "LPIPS-Alex↓")]
 GEOMETRY = [("chamfer_mm", "Chamfer mm↓")]
-FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips_vgg": "{:.4f}", "lpips_alex": "{:.4f}", "chamfer_mm": "{:.3f}"}
+FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips_vgg": "{:.4f}", "lpips_alex": "{:.4f}", "chamfer_mm": "{:.3f}",
+           "lip_sync_corr": "{:.3f}", "flicker": "{:.4f}"}
 MISSING = "–"
 SPLIT_ORDER = ["novel_view", "self_reenact", "cross_reenact"]
 
@@ -100,6 +101,10 @@ def _read_run_json(run_dir: Path) -> dict | None:
         return None
 
 
+#: cross-reenactment / speech-driven runs (no ground truth): avatarbench.drivers.run_metrics
+NO_GT = [("lip_sync_corr", "LipSync r↑"), ("flicker", "Flicker↓")]
+
+
 def results_frame(root: Path) -> pd.DataFrame:
     """One row per evaluation record: identity columns + mean metrics + protocol facts.
 
@@ -157,6 +162,7 @@ def _metric_cols(df: pd.DataFrame) -> list[tuple[str, str]]:
     then geometry metrics that have a value."""
     cols = [(k, label) for k, label in METRICS if k in df.columns]
     cols += [(k, label) for k, label in GEOMETRY if k in df.columns and df[k].notna().any()]
+    cols += [(k, label) for k, label in NO_GT if k in df.columns and df[k].notna().any()]
     return cols
 
 
