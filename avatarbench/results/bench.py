@@ -136,6 +136,14 @@ def run_method_bench(methods: list[str], *, preset: str | None = None, train_ste
     for name in methods:
         args = (name, preset, int(train_steps), int(render_repeats), int(threads), str(device))
         if isolate:
+            # generate (or find) the subject here: the generators use worker processes, which a pool
+            # worker (a daemon) may not start
+            from avatarbench.engine.config import DEFAULT_SUBJECT, RunRequest, resolve_config
+            from avatarbench.engine.registry import get_spec
+            from avatarbench.engine.run import load_run_subject
+
+            load_run_subject(resolve_config(RunRequest(name, "self_reenact", preset,
+                                                       subject=DEFAULT_SUBJECT[get_spec(name).kind])))
             with mp.get_context("spawn").Pool(1) as pool:
                 row = pool.apply(bench_one_method, args)
         else:

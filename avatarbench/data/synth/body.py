@@ -605,14 +605,14 @@ def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, wo
         motion["transl"][f, 1] -= float(o.verts[0, :, 1].min())
     (out / "true_params").mkdir(parents=True, exist_ok=True)
     save_smplx_params(out / "true_params" / "smpl_params.npz", betas, motion)
-    params = dict(np.load(out / "true_params" / "smpl_params.npz"))  # the truth as float32, as loaders see it
+    params = dict(np.load(out / "true_params" / "smpl_params.npz", allow_pickle=False))  # the truth as float32, as loaders see it
     record: dict = {"world": world.tag}
     if world.has("tracking_noise"):
         rng = np.random.default_rng([sd.seed, seed, 31337])
         truth = {k: params[k].astype(np.float64) for k in keys + ("transl",)}
         tracked, betas_t = bp.track_smplx_params(truth, betas, segments, rng)
         save_smplx_params(out / "smpl_params.npz", betas_t, tracked)
-        tp = dict(np.load(out / "smpl_params.npz"))
+        tp = dict(np.load(out / "smpl_params.npz", allow_pickle=False))
         vt = torch.stack([forward(f, tp["transl"][f].astype(np.float64), tp, tp["betas"].astype(np.float64).reshape(-1))
                           .verts[0] for f in range(F)])
         vg = torch.stack([forward(f, params["transl"][f].astype(np.float64), params).verts[0] for f in range(F)])
