@@ -15,12 +15,25 @@ from typing import Iterable
 from avatarbench.errors import AvatarbenchError, DataError
 
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
+
+
 def header_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the file header (PIL reads no pixel data)."""
+    """``(width, height)`` from the file header (PIL reads no pixel data; for a video, e.g. the
+    NeRSemble benchmark's per-camera MP4s, the first video stream's size from the container)."""
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
         raise DataError(path, "file not found", "an image file")
+    if Path(path).suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            import av
+
+            with av.open(str(path)) as c:
+                st = c.streams.video[0]
+                return int(st.codec_context.width), int(st.codec_context.height)
+        except Exception as e:  # noqa: BLE001 - any container/codec error is one line
+            raise DataError(path, f"unreadable video ({type(e).__name__})", "an MP4 with a video stream") from None
     try:
         with Image.open(path) as im:
             return int(im.size[0]), int(im.size[1])

@@ -222,6 +222,9 @@ def dataset_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if full.empty or not cols:
         return pd.DataFrame(), pd.DataFrame()
     num, disp = _pivot(full, ["method", "config", "dataset"], cols)
+    subjects = full.groupby(["method", "config", "dataset"])["subject"].nunique()
+    num["subjects"] = [int(subjects[g]) for g in num.index]
+    disp["subjects"] = [str(v) for v in num["subjects"]]
     fmt = lambda m, c, d: f"{m} ({c}) · {d}"  # noqa: E731
     return _label(num, "method (config) · dataset", fmt), _label(disp, "method (config) · dataset", fmt)
 

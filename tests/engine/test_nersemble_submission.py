@@ -166,7 +166,9 @@ def test_local_protocol_run_appears_in_table(standin, tmp_path):
     assert out.results["subject"] == "nersemble_393_local"
     assert out.results["num_frames"] == 1 and out.results["metrics"]["psnr"] > 5
     text, _ = build_table(tmp_path / "runs", with_paper=False)
-    assert "flame_gaussians (smoke)" in text and "self_reenact PSNR" in text
+    # one row, labelled with the overrides that make it its own configuration (the local protocol)
+    assert "flame_gaussians (smoke+set(" in text
+    assert "self_reenact PSNR" in text
 
 
 def test_submit_refuses_an_existing_zip_before_rendering(tmp_path):
@@ -228,18 +230,17 @@ def test_dataset_table_keeps_datasets_apart():
 
     from avatarbench.results.table import dataset_table
 
-    df = pd.DataFrame([
-        {"method": "ga", "variant": "full", "preset": "smoke", "subject": "synth_head_a", "split": "self_reenact",
-         "dataset": "synthetic_head", "psnr": 30.0},
-        {"method": "ga", "variant": "full", "preset": "smoke", "subject": "nersemble_393_local",
-         "split": "self_reenact", "dataset": "nersemble_mono_local", "psnr": 20.0},
-        {"method": "ga", "variant": "full", "preset": "smoke", "subject": "nersemble_404_local",
-         "split": "self_reenact", "dataset": "nersemble_mono_local", "psnr": 24.0},
-    ])
-    t = dataset_table(df)
+    rows = [("synth_head_a", "synthetic_head", 30.0), ("nersemble_393_local", "nersemble_mono_local", 20.0),
+            ("nersemble_404_local", "nersemble_mono_local", 24.0)]
+    # the columns results_frame gives a record: one training config ("smoke"), one run folder each
+    df = pd.DataFrame([{"method": "ga", "variant": "full", "preset": "smoke", "config": "smoke", "subject": s,
+                        "split": "self_reenact", "dataset": d, "psnr": p, "run_dir": f"runs/{s}", "seed": 0}
+                       for s, d, p in rows])
+    t, disp = dataset_table(df)
     assert t.loc["ga (smoke) · nersemble_mono_local", "self_reenact PSNR↑"] == pytest.approx(22.0)
     assert t.loc["ga (smoke) · synthetic_head", "self_reenact PSNR↑"] == pytest.approx(30.0)
     assert t.loc["ga (smoke) · nersemble_mono_local", "subjects"] == 2
+    assert disp.loc["ga (smoke) · nersemble_mono_local", "self_reenact n"] == "2 runs / 1 seed"
 
 
 def test_unset_data_protocol_leaves_the_training_identity_unchanged():
