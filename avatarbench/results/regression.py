@@ -74,3 +74,20 @@ def compare(reference: dict, split: str, metrics: dict) -> list[str]:
             failures.append(f"{split} {metric}: {got:.4f} < {floor:.4f} (reference mean {ref['mean']:.4f}, "
                             f"tolerance {ref['tolerance']:.4f})")
     return failures
+
+
+def run_reference_splits(method: str, store: str, seed: int = 0) -> dict:
+    """Train ``method`` once as its reference says (preset, subject, seed) and score every split of
+    the reference. Returns ``{split: metrics}``. Module level, so a process pool can run methods side by
+    side (the regression test trains them two at a time on a 2-core machine: each smoke run is
+    single-threaded)."""
+    from avatarbench.engine.config import RunRequest
+    from avatarbench.engine.run import execute
+
+    ref = load_reference(method)
+    out = {}
+    for split in ref["splits"]:
+        res = execute(RunRequest(method, split, ref["preset"], sets=(f"engine.seed={seed}", f"output.root={store}"),
+                                 subject=ref["subject"]), progress=False, echo=lambda *a, **k: None)
+        out[split] = res.results["metrics"]
+    return out
