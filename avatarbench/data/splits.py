@@ -82,6 +82,22 @@ def _driver_frames(driver: Subject, driver_split: str) -> list[Frame]:
                       f"(splits: {', '.join(driver.split_names)}; sequences: {', '.join(seqs)})")
 
 
+def resolve_cameras(target, cameras=None) -> list:
+    """``target``'s cameras named by ``cameras`` (ids or :class:`Camera` objects; None = all, sorted by
+    id). An unknown id is a one-line :class:`ConfigError`."""
+    if cameras is None:
+        return [target.cameras[i] for i in sorted(target.cameras)]
+    cams = []
+    for c in cameras:
+        if isinstance(c, Camera):
+            cams.append(c)
+        elif int(c) in target.cameras:
+            cams.append(target.cameras[int(c)])
+        else:
+            raise ConfigError(f"target {target.name!r} has no camera {c} (has {sorted(target.cameras)})")
+    return cams
+
+
 def cross_reenact_frames(target: Subject, driver: Subject, *, driver_split: str = "self_reenact",
                          cameras: Iterable[int | Camera] | None = None) -> list[Frame]:
     """Frames of ``target`` (the avatar) driven by ``driver``'s motion.
@@ -110,17 +126,7 @@ def cross_reenact_frames(target: Subject, driver: Subject, *, driver_split: str 
 
         ids = None if cameras is None else [c.id if isinstance(c, Camera) else int(c) for c in cameras]
         return body_cross_frames(target, driver, driver_split=driver_split, cameras=ids)
-    if cameras is None:
-        cams = [target.cameras[i] for i in sorted(target.cameras)]
-    else:
-        cams = []
-        for c in cameras:
-            if isinstance(c, Camera):
-                cams.append(c)
-            elif int(c) in target.cameras:
-                cams.append(target.cameras[int(c)])
-            else:
-                raise ConfigError(f"target {target.name!r} has no camera {c} (has {sorted(target.cameras)})")
+    cams = resolve_cameras(target, cameras)
     identity = identity_params(target)
     motion_keys = MOTION_KEYS.get(target.body_model)
     by_t: dict[int, Frame] = {}

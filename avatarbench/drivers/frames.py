@@ -16,7 +16,7 @@ import numpy as np
 
 from avatarbench.data.camera import Camera
 from avatarbench.data.flame_params import LazyParams
-from avatarbench.data.splits import TransferredDriving, identity_params
+from avatarbench.data.splits import TransferredDriving, identity_params, resolve_cameras
 from avatarbench.data.subject import Frame, Subject
 from avatarbench.drivers.base import ParamSequence
 from avatarbench.errors import ConfigError
@@ -58,17 +58,7 @@ def driven_frames(target: Subject, seq: ParamSequence, *, cameras: Iterable[int 
     """One frame per (sequence frame, camera), ordered by frame then camera (no images)."""
     if target.body_model != seq.body_model and not (target.body_model.startswith("smpl") and seq.body_model == "smplx"):
         raise ConfigError(f"cannot drive {target.body_model} subject {target.name!r} with a {seq.body_model} sequence")
-    if cameras is None:
-        cams = [target.cameras[i] for i in sorted(target.cameras)]
-    else:
-        cams = []
-        for c in cameras:
-            if isinstance(c, Camera):
-                cams.append(c)
-            elif int(c) in target.cameras:
-                cams.append(target.cameras[int(c)])
-            else:
-                raise ConfigError(f"target {target.name!r} has no camera {c} (has {sorted(target.cameras)})")
+    cams = resolve_cameras(target, cameras)
     if target.body_model != "flame":
         return _body_frames(target, seq, cams, name)
     identity = identity_params(target)
