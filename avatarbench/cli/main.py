@@ -485,6 +485,9 @@ def say(run_dir, text, audio, transcript, camera, out, fps):
     click.echo(f"text -> first frame {lat['text_to_first_frame_s']:.2f} s, params {lat['params_per_speech_second_s']:.3f} s "
                f"per s of speech, render {lat['render_fps']:.1f} FPS; lip sync vs audio: corr {ls['corr']:.2f} "
                f"at lag {ls['lag_s']:+.2f} s")
+    rl = rep.get("lip_sync_render")
+    if rl:
+        click.echo(f"rendered mouth (darkness in the lip box) vs phonemes: corr {rl['corr']:.2f} at lag {rl['lag_s']:+.2f} s")
 
 
 def main(argv=None):

@@ -95,3 +95,49 @@ def flicker(frames: np.ndarray, static_mask: np.ndarray | None = None, alphas: n
         return float("nan")
     d = np.abs(np.diff(f, axis=0))[:, m]
     return float(d.mean())
+
+
+def mouth_boxes(model, frames, image_hw: tuple[int, int], *, pad: float = 0.25) -> np.ndarray:
+    """(T, 4) pixel boxes ``x0, y0, x1, y1`` (exclusive ends) around the lips of each head frame.
+
+    The lip rings of the FLAME model (``flame_fit.build_rig``) are posed with each frame's driving
+    parameters (identity included), projected with the frame's camera, scaled to the rendered image
+    size ``image_hw`` (H, W) and padded by ``pad`` x the box width on every side.
+    """
+    import torch
+
+    from avatarbench.drivers.flame_fit import build_rig
+
+    rig = build_rig(model)
+    lips = np.concatenate([rig.outer_upper, rig.outer_lower])
+    H, W = image_hw
+    out = np.zeros((len(frames), 4), np.int64)
+    with torch.no_grad():
+        for i, f in enumerate(frames):
+            v = model.forward_dict(f.driving_tensors()).verts[0, torch.as_tensor(lips)]
+            uv = f.camera.project(v)[:, :2].numpy() * np.array([W / f.camera.width, H / f.camera.height])
+            (x0, y0), (x1, y1) = uv.min(0), uv.max(0)
+            p = pad * max(x1 - x0, 1.0)
+            out[i] = [max(0, int(np.floor(x0 - p))), max(0, int(np.floor(y0 - p))),
+                      min(W, int(np.ceil(x1 + p)) + 1), min(H, int(np.ceil(y1 + p)) + 1)]
+    return out
+
+
+def mouth_darkness(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(T,) mean darkness (1 - Rec. 601 luma, in [0, 1]) of each rendered frame inside its mouth box.
+
+    An open mouth shows the dark mouth interior, so in the renders this rises with the opening: the
+    render-side measure of lip sync (the avatar's output, not its driving geometry).
+
+    Args:
+        images: (T, H, W, 3) uint8 or float in [0, 1].
+        boxes: (T, 4) from :func:`mouth_boxes`.
+    """
+    f = np.asarray(images)
+    f = f.astype(np.float64) / (255.0 if f.dtype.kind in "ui" else 1.0)
+    luma = f @ np.array([0.299, 0.587, 0.114])
+    out = np.full(len(f), np.nan)
+    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
+        if x1 > x0 and y1 > y0:
+            out[i] = 1.0 - luma[i, y0:y1, x0:x1].mean()
+    return out

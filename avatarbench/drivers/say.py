@@ -42,6 +42,29 @@ def mux_audio(frames: np.ndarray, fps: float, wav: Path, out: Path) -> Path:
     return out
 
 
+def default_camera(subject) -> int:
+    """The camera ``say`` renders when none is given.
+
+    Heads: the camera nearest the mean viewing direction of the rig (capture domes such as NeRSemble's
+    face the subject from the front hemisphere, so this is the frontal camera, where the mouth is
+    seen); bodies (rigs all around the subject) and rigs without a clear mean direction: the first
+    test camera as before.
+    """
+    cams = sorted(subject.cameras)
+    if subject.kind == "head" and len(cams) > 1:
+        centres = []
+        for cid in cams:
+            w2c = np.asarray(subject.cameras[cid].world_to_cam, np.float64)
+            centres.append(-w2c[:3, :3].T @ w2c[:3, 3])
+        c = np.stack(centres)  # (N, 3) camera centres; heads sit near the world origin (VHAP, NeRSemble)
+        dirs = c / np.linalg.norm(c, axis=1, keepdims=True)
+        mean = dirs.mean(0)
+        if np.linalg.norm(mean) > 0.5:  # cameras concentrated on one side: a frontal rig
+            return int(cams[int(np.argmax(dirs @ (mean / np.linalg.norm(mean))))])
+    test = [f for s in ("self_reenact", "novel_view") if s in subject.split_names for f in subject.frames(s)]
+    return test[0].camera.id if test else cams[0]
+
+
 def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | None = None,
         transcript: str | None = None, camera: int | None = None, out: str | Path | None = None,
         fps: float = 25.0, echo=print) -> dict:
@@ -89,10 +112,8 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
     t0 = time.perf_counter()
     seq = driver.generate()
     t_params = time.perf_counter()
-    cams = sorted(subject.cameras)
     if camera is None:
-        test = [f for s in ("self_reenact", "novel_view") if s in subject.split_names for f in subject.frames(s)]
-        camera = test[0].camera.id if test else cams[0]
+        camera = default_camera(subject)
     frames = driven_frames(subject, seq, cameras=[camera], name="speech")
     imgs, alphas, first = [], [], None
     with torch.no_grad():
@@ -120,6 +141,12 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
     face = driver.face if body else driver
     mouth = mouth_opening_series(model, face.last.params) if body else mouth_opening_series(model, seq.params)
     env = envelope(sp.audio, sp.sample_rate, fps, T)
+    render_lip_sync = None
+    if not body and sp.phonemes:  # heads: mouth darkness in the renders vs the phoneme timeline
+        from avatarbench.drivers.lipsync import mouth_boxes, mouth_darkness
+
+        dark = mouth_darkness(np.stack(imgs), mouth_boxes(model, frames, imgs[0].shape[:2]))
+        render_lip_sync = lip_sync(dark, phoneme_opening(sp.phonemes, np.arange(T) / fps), fps)
     report = {
         "run": str(run_dir), "method": cfg.run.method, "camera": int(camera), "fps": fps, "frames": T,
         "audio_seconds": sp.duration, "mode": seq.meta.get("mode"), "text": sp.text,
@@ -135,6 +162,7 @@ def say(run_dir: str | Path, *, text: str | None = None, audio: str | Path | Non
         "lip_sync_audio": lip_sync(mouth, env, fps),
         "lip_sync_phonemes": lip_sync(mouth, phoneme_opening(sp.phonemes, np.arange(T) / fps), fps)
         if sp.phonemes else None,
+        "lip_sync_render": render_lip_sync,
         "flicker_background": flicker(np.stack(imgs), alphas=np.stack(alphas)) if alphas else None,
     }
     out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float))
