@@ -129,14 +129,9 @@ def resume_jobs(planned: list[Job], manifest: Path) -> list[Job]:
 def _world_of(subject: str) -> str:
     """``synth_head_a_hair_volume`` -> ``hair_volume``; a bare synthetic name -> the default world's tag;
     anything else -> ``n/a``."""
-    from avatarbench.data.registry import SYNTHETIC_BODIES, SYNTHETIC_HEADS
-    from avatarbench.data.synth.world import split_world
+    from avatarbench.results.table import synthetic_world
 
-    for bases, kind in ((SYNTHETIC_HEADS, "head"), (SYNTHETIC_BODIES, "body")):
-        got = split_world(subject, bases, kind)
-        if got is not None:
-            return got[1].tag
-    return "n/a"
+    return synthetic_world(subject) or "n/a"
 
 
 def records_from_jobs(jobs: list[Job]) -> list[dict]:

@@ -105,6 +105,23 @@ def _read_run_json(run_dir: Path) -> dict | None:
 NO_GT = [("lip_sync_corr", "LipSync r↑"), ("flicker", "Flicker↓")]
 
 
+def synthetic_world(subject: str) -> str | None:
+    """The world tag of a synthetic subject name (``synth_head_a_full`` -> ``full``; bare names are the
+    clean world), None for any other subject. Rows of different worlds are kept apart."""
+    from avatarbench.data.registry import SYNTHETIC_BODIES, SYNTHETIC_HEADS
+    from avatarbench.data.synth.world import split_world
+    from avatarbench.errors import ConfigError
+
+    for bases, kind in ((SYNTHETIC_HEADS, "head"), (SYNTHETIC_BODIES, "body")):
+        try:
+            got = split_world(str(subject), bases, kind)
+        except ConfigError:
+            return None
+        if got is not None:
+            return got[1].tag
+    return None
+
+
 def results_frame(root: Path) -> pd.DataFrame:
     """One row per evaluation record: identity columns + mean metrics + protocol facts.
 
@@ -139,6 +156,9 @@ def results_frame(root: Path) -> pd.DataFrame:
             seed = None
             group = str(r.get("config_sha") or r["_path"])
             config = f"{preset}#{group[:6]}"
+        world = synthetic_world(r["subject"])
+        if world not in (None, "clean"):  # a world variant is a different experiment: never averaged with others
+            config, group = f"{config} · world {world}", _sha([group, world])
         row = {"method": r["method"], "variant": variant, "preset": preset, "config": config, "group": group,
                "seed": seed, "subject": r["subject"], "split": r["split"], "synthetic": r.get("synthetic", False),
                "dataset": r.get("dataset"), "resolution": "x".join(map(str, r.get("resolution") or [])),

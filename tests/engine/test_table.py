@@ -135,3 +135,14 @@ def test_record_without_run_json_is_never_merged(store, tmp_path):
     assert smoke["novel_view PSNR↑"] == pytest.approx(runs["seed0"]["metrics"]["psnr"], abs=1e-12)
     sha = json.loads((copy / "toy/flame_gaussians/smoke-seed1/eval/novel_view/results.json").read_text())["config_sha"]
     assert f"flame_gaussians (smoke#{sha[:6]})" in num.index
+
+
+def test_world_variants_of_a_synthetic_subject_are_separate_rows():
+    from avatarbench.results.table import synthetic_world
+
+    assert synthetic_world("synth_head_a") == "clean"
+    assert synthetic_world("synth_head_a_clean") == "clean"
+    assert synthetic_world("synth_head_a_full") == "full"
+    assert synthetic_world("synth_body_a_garment_dynamics") == "garment_dynamics"
+    assert synthetic_world("306") is None
+    assert synthetic_world("synth_head_a_nonsense") is None
