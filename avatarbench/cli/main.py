@@ -414,7 +414,10 @@ def setup_lpips_cmd(force, archive):
 @click.option("--root", default="runs", show_default=True, type=click.Path(), help="Results store of the runs.")
 @click.option("--out", default="results/studies", show_default=True, type=click.Path(),
               help="Folder for the study tables (CSV, markdown, figure).")
-def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, executor, parallel, root, out):
+@click.option("--tables-only", is_flag=True,
+              help="Run nothing: write the tables from the jobs the manifest already has as done.")
+def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, executor, parallel, root, out,
+          tables_only):
     """Run a study resumably (a sweep) and write its tables: paper-claims | phenomena (see docs/studies.md)."""
     from avatarbench.results.study import run_study
 
@@ -422,7 +425,7 @@ def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, exe
     written = run_study(name, root=Path(root), out=Path(out), preset=preset, seeds=[int(s) for s in split_list(seeds)],
                         methods=split_list(methods) or None, claims_csv=Path(claims), world=world,
                         splits=split_list(splits), sets=list(sets), executor=executor, parallel=parallel,
-                        worlds=split_list(worlds) or None, echo=click.echo)
+                        worlds=split_list(worlds) or None, run=not tables_only, echo=click.echo)
     for k, v in written.items():
         click.echo(f"{k}: {v}")
 

@@ -15,7 +15,9 @@ Verdict rule (documented in ``docs/studies.md``): with per-seed paired deltas ``
 full_k`` (sign-corrected so that > 0 means the full method is better), ``mean = mean(d)``,
 ``noise = std(d, ddof=1)``; the effect is *significant* when ``|mean| > noise``; then ``reproduced``
 when its sign equals the paper's, ``inverted`` when opposite; ``not reproduced`` when not
-significant; ``insufficient seeds`` with fewer than 2 seeds; ``missing`` without results.
+significant; ``inert`` when the ablated component never acted in the full runs (``train.activity``,
+:mod:`avatarbench.results.inert`: the claim was not tested); ``insufficient seeds`` with fewer than
+2 seeds; ``missing`` without results.
 """
 
 from __future__ import annotations
@@ -175,8 +177,28 @@ def verdict(paper_sign: int, deltas: list[float]) -> tuple[float, float, int, st
     return mean, noise, ours, "reproduced" if ours == paper_sign else "inverted"
 
 
-def aggregate_paper_claims(claims: list[dict], records: list[dict]) -> list[dict]:
-    """One row per claim (paper, ablation, split, metric): our delta (ablated - full, raw units) +- noise."""
+def activity_notes(jobs: list[Job]) -> dict[tuple[str, str], str]:
+    """(method, variant) -> ``"inert: <counter> = 0 in full"`` / ``"acted: ..."`` from the done jobs'
+    ``train.activity`` (:mod:`avatarbench.results.inert`)."""
+    from avatarbench.results.inert import ablation_components, inert_notes
+
+    by_method: dict[str, list[dict]] = {}
+    for j in jobs:
+        if j.status == "done" and j.results and Path(j.results).is_file():
+            by_method.setdefault(j.method, []).append(json.loads(Path(j.results).read_text()))
+    out = {}
+    for m, recs in by_method.items():
+        for variant, note in inert_notes(recs, ablation_components(m)).items():
+            out[(m, variant)] = note
+    return out
+
+
+def aggregate_paper_claims(claims: list[dict], records: list[dict],
+                           notes: dict[tuple[str, str], str] | None = None) -> list[dict]:
+    """One row per claim (paper, ablation, split, metric): our delta (ablated - full, raw units) +- noise.
+
+    ``notes`` (:func:`activity_notes`): an ablation whose component never acted in the full runs gets
+    the verdict ``inert`` -- the two variants trained identically, so the claim was not tested."""
     by = {}
     for r in records:
         by[(r["method"], r["variant"], r["split"], r["seed"])] = r
@@ -194,11 +216,14 @@ def aggregate_paper_claims(claims: list[dict], records: list[dict]) -> list[dict
             raw.append(float(rec[metric]) - float(full[metric]))
         oriented = [(-d if hib else d) for d in raw]  # > 0: the full method is better
         mean_o, noise, ours, v = verdict(c["paper_sign"], oriented)
+        note = (notes or {}).get((method, c["ablation"]), "")
+        if note.startswith("inert") and raw:
+            v = "inert"
         mean_raw = (sum(raw) / len(raw)) if raw else float("nan")
         rows.append({"paper": c["paper"], "method": method, "ablation": c["ablation"], "split": split, "metric": metric,
                      "paper_sign": c["paper_sign"], "paper_delta": c.get("paper_delta"),
                      "evidence": c.get("evidence", ""), "our_delta": mean_raw, "seed_noise": noise,
-                     "n_seeds": len(raw), "our_sign": ours, "verdict": v})
+                     "n_seeds": len(raw), "our_sign": ours, "verdict": v, "component_activity": note})
     return rows
 
 
@@ -232,13 +257,14 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def paper_claims_markdown(rows: list[dict], header: str = "") -> str:
     lines = [header] if header else []
-    lines += ["| paper | ablation | split | metric | paper sign | paper delta | our delta +- noise (n) | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| paper | ablation | split | metric | paper sign | paper delta | our delta +- noise (n) | verdict | component in the full runs |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         nd = 3 if r["metric"] in ("ssim", "lpips") else 2
         pd_ = "" if r["paper_delta"] is None else _fmt(r["paper_delta"], nd)
         lines.append(f"| {r['paper']} | {r['ablation']} | {r['split']} | {r['metric']} | {r['paper_sign']:+d} | {pd_} | "
-                     f"{_fmt(r['our_delta'], nd)} +- {_fmt(r['seed_noise'], nd)} ({r['n_seeds']}) | {r['verdict']} |")
+                     f"{_fmt(r['our_delta'], nd)} +- {_fmt(r['seed_noise'], nd)} ({r['n_seeds']}) | {r['verdict']} | "
+                     f"{r.get('component_activity', '')} |")
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
@@ -314,8 +340,9 @@ def phenomena_figure(rows: list[dict], path: Path, metric: str = "psnr") -> Path
 def run_study(study: str, *, root: Path, out: Path, preset: str, seeds: list[int], methods: list[str] | None = None,
               claims_csv: Path = Path("results/paper/ablations.csv"), world: str = "full",
               splits: list[str] | None = None, sets: list[str] | None = None, executor: str = "local",
-              parallel: int = 1, worlds: list[str] | None = None, echo=print) -> dict[str, Path]:
-    """Plan (or resume) the study's sweep, run what is not done, aggregate and write the tables."""
+              parallel: int = 1, worlds: list[str] | None = None, run: bool = True, echo=print) -> dict[str, Path]:
+    """Plan (or resume) the study's sweep, run what is not done (``run=False``: nothing), aggregate and
+    write the tables."""
     from avatarbench.engine.sweep import run_sweep
     from avatarbench.errors import ConfigError
 
@@ -338,13 +365,14 @@ def run_study(study: str, *, root: Path, out: Path, preset: str, seeds: list[int
     jobs = resume_jobs(planned, manifest)
     todo = sum(j.status != "done" for j in jobs)
     echo(f"[study {study}] {len(jobs)} jobs, {len(jobs) - todo} already done; manifest {manifest}")
-    run_sweep(jobs, root, name=name, executor=executor, parallel=parallel, echo=echo)
+    if run:
+        run_sweep(jobs, root, name=name, executor=executor, parallel=parallel, echo=echo)
     recs = records_from_jobs(jobs)
     written = {}
     head = (f"Preset `{preset}`, seeds {', '.join(map(str, seeds))}; {sum(j.status == 'done' for j in jobs)}/"
             f"{len(jobs)} runs done. Generated by `avatarbench study {study}`.\n")
     if study == "paper-claims":
-        rows = aggregate_paper_claims(claims, recs)
+        rows = aggregate_paper_claims(claims, recs, activity_notes(jobs))
         write_csv(rows, out / "paper_claims.csv")
         (out / "paper_claims.md").write_text(paper_claims_markdown(rows, "# Paper claims\n\n" + head))
         written = {"csv": out / "paper_claims.csv", "md": out / "paper_claims.md"}
@@ -362,6 +390,6 @@ def run_study(study: str, *, root: Path, out: Path, preset: str, seeds: list[int
     return written
 
 
-__all__ = ["STUDIES", "load_claims", "plan_paper_claims", "plan_phenomena", "resume_jobs", "records_from_jobs",
+__all__ = ["STUDIES", "activity_notes", "load_claims", "plan_paper_claims", "plan_phenomena", "resume_jobs", "records_from_jobs",
            "verdict", "aggregate_paper_claims", "aggregate_phenomena", "paper_claims_markdown",
            "phenomena_markdown", "phenomena_figure", "run_study"]

@@ -49,8 +49,20 @@ def test_paper_claims_aggregation_hand_computed():
     assert rows[("b", "psnr")]["our_delta"] == pytest.approx(1.0 - 30.0)
     assert rows[("c", "psnr")]["verdict"] == "missing" and rows[("c", "psnr")]["n_seeds"] == 0
     md = st.paper_claims_markdown(list(rows.values()))
-    assert "| p | a | self_reenact | psnr | +1 |  | -0.83 +- 0.15 (3) | reproduced |" in md
+    assert "| p | a | self_reenact | psnr | +1 |  | -0.83 +- 0.15 (3) | reproduced |  |" in md
     assert "inverted 1" in md and "missing 1" in md
+
+
+def test_inert_component_is_its_own_verdict():
+    """An ablation whose component never acted trained identically: 'inert', not 'not reproduced'."""
+    recs = [_rec("full", s, psnr=30.0 + s) for s in (0, 1)] + [_rec("a", s, psnr=30.0 + s) for s in (0, 1)]
+    recs += [_rec("b", s, psnr=29.0 + s) for s in (0, 1)]
+    notes = {("m", "a"): "inert: position_loss = 0 in full", ("m", "b"): "acted: density_control = 3 in full"}
+    rows = {r["ablation"]: r for r in st.aggregate_paper_claims([_claim("a", "psnr", 1), _claim("b", "psnr", 1)],
+                                                                recs, notes)}
+    assert rows["a"]["verdict"] == "inert" and rows["a"]["our_delta"] == 0.0
+    assert rows["b"]["verdict"] == "reproduced" and rows["b"]["component_activity"].startswith("acted")
+    assert "| inert | inert: position_loss = 0 in full |" in st.paper_claims_markdown(list(rows.values()))
 
 
 def test_verdict_rule_edges():
