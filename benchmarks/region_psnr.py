@@ -1,0 +1,63 @@
+"""PSNR of a run's saved renders in the upper and lower part of the image (a diagnostic for the studies).
+
+    python benchmarks/region_psnr.py RUN_DIR [RUN_DIR ...] [--split self_reenact] [--cut 0.62]
+
+Heads on the synthetic rig: the chin lies near 62 % of the image height in every camera, so the
+upper part is the face and hair (what FLAME-bound Gaussians can cover) and the lower part the neck,
+collar and shoulders (the ``shoulders`` phenomenon, beyond FLAME). Compares the saved 8-bit renders
+(``eval/<split>/renders``) with the ground-truth images resized to the render size (area filter, as
+the protocol). Prints mean PSNR over images per region. Not a protocol metric: a way to see where a
+difference between two runs comes from (docs/studies.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def region_psnr(run_dir: Path, split: str = "self_reenact", cut: float = 0.62) -> dict:
+    import imageio.v3 as iio
+    import torch
+    import torch.nn.functional as F
+    from omegaconf import OmegaConf
+
+    from avatarbench.data.registry import load_subject
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    subject = load_subject(str(cfg.data.subject))
+    gt_of = {(f.camera.id, f.sequence, f.timestep): f.image_path for f in subject.frames(split)}
+    out = {"upper": [], "lower": [], "all": []}
+    for png in sorted((run_dir / "eval" / split / "renders").glob("cam_*/*.png")):
+        seq, rest = png.stem.split("__")
+        t, c = rest.split("_c")
+        path = gt_of.get((int(c), seq, int(t[1:])))
+        if path is None:
+            continue
+        pred = iio.imread(png)[..., :3].astype(np.float64) / 255.0
+        H, W = pred.shape[:2]
+        gt = iio.imread(path)[..., :3].astype(np.float32) / 255.0
+        gt = F.interpolate(torch.tensor(gt).permute(2, 0, 1)[None], size=(H, W), mode="area")[0].permute(1, 2, 0)
+        gt = np.round(gt.numpy().astype(np.float64) * 255.0) / 255.0
+        e = ((pred - gt) ** 2).mean(-1)
+        k = int(round(cut * H))
+        for name, part in (("upper", e[:k]), ("lower", e[k:]), ("all", e)):
+            out[name].append(-10.0 * np.log10(max(part.mean(), 1e-12)))
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()} | {"images": len(out["all"])}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--split", default="self_reenact")
+    ap.add_argument("--cut", type=float, default=0.62)
+    a = ap.parse_args(argv)
+    for r in a.runs:
+        print(json.dumps({"run": str(r), **region_psnr(r, a.split, a.cut)}))
+
+
+if __name__ == "__main__":
+    main()
