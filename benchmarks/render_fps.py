@@ -47,6 +47,7 @@ def measure_run(run_dir: Path, frames: int = 25, fps: float = 25.0) -> dict:
         model = load_flame(teeth=True)
     model = model.cpu()
     viseme_basis(model)
+    SpeechFaceDriver(text="warm up", fps=fps, model=model, seed=0).generate()  # library load, once per process
     driver = SpeechFaceDriver(text=TEXT, fps=fps, model=model, seed=0)
     if body:
         driver = SpeechBodyDriver(driver, base=body_base(subject))
@@ -69,8 +70,8 @@ def measure_run(run_dir: Path, frames: int = 25, fps: float = 25.0) -> dict:
                 cpus.append(time.process_time() - c0)
     h, w = tuple(r.rgb.shape[:2])
     cpu_ms = 1000.0 * statistics.median(cpus)
-    return {"run": str(run_dir), "method": str(cfg.run.method), "preset": str(cfg.run.get("preset", "")),
-            "subject": str(cfg.run.subject), "kind": subject.kind, "image_hw": [int(h), int(w)],
+    return {"run": str(run_dir), "method": str(cfg.run.method), "preset": str(cfg.run.get("preset", "") or ""),
+            "subject": str(cfg.data.subject), "kind": subject.kind, "image_hw": [int(h), int(w)],
             "num_gaussians": _num_gaussians(method), "frames_timed": len(cpus),
             "wall_ms_per_frame": 1000.0 * statistics.median(walls), "cpu_ms_per_frame": cpu_ms,
             "fps_cpu": 1000.0 / cpu_ms, "realtime_at_25fps": bool(1000.0 / cpu_ms >= fps),
