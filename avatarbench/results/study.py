@@ -113,17 +113,52 @@ def _key(j: Job) -> tuple:
     return (j.method, j.subject, j.split, j.variant, j.preset, tuple(j.sets))
 
 
-def resume_jobs(planned: list[Job], manifest: Path) -> list[Job]:
-    """Carry the status/results of an earlier run of the same study over to the planned jobs."""
-    if not Path(manifest).is_file():
-        return planned
-    from avatarbench.engine.sweep import load_manifest
+def finished_on_disk(job: Job, root: Path) -> Path | None:
+    """The ``results.json`` of ``job`` when its run folder in ``root`` already holds that split's
+    evaluation from the same training configuration (``run.json`` config hash), else None.
 
-    _, _, old = load_manifest(Path(manifest))
-    done = {_key(j): j for j in old if j.status == "done"}
+    This is what ``avatarbench run`` itself would reuse; it lets a study find runs that another study
+    or an earlier invocation with other ``--seeds`` / ``--methods`` (which rewrote the manifest) made."""
+    from avatarbench.engine.config import RunRequest, resolve_config, training_identity
+    from avatarbench.engine.run import _saved_matches, planned_run_dir
+    from avatarbench.results.store import config_sha
+
+    try:
+        req = RunRequest(method=job.method, split=job.split, preset=job.preset, ablation=job.ablation,
+                         sets=tuple(job.sets) + (f"output.root={root}",), subject=job.subject)
+        cfg = resolve_config(req)
+        sha = config_sha(training_identity(cfg))
+        names = [job.subject]
+        if _world_of(job.subject) == "clean":  # the clean world's subjects load under their bare name
+            names.append(re.sub(r"_clean$", "", job.subject))
+        for name in names:
+            run_dir = planned_run_dir(cfg, name, None)
+            res, meta = run_dir / "eval" / job.split / "results.json", run_dir / "run.json"
+            if res.is_file() and meta.is_file() and _saved_matches(json.loads(meta.read_text()), sha):
+                return res
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not reused
+        return None
+    return None
+
+
+def resume_jobs(planned: list[Job], manifest: Path, root: Path | None = None) -> list[Job]:
+    """Carry the status/results of an earlier run of the same study over to the planned jobs; with
+    ``root``, a job the manifest does not have as done is done when its results are on disk
+    (:func:`finished_on_disk`)."""
+    done: dict[tuple, Job] = {}
+    if Path(manifest).is_file():
+        from avatarbench.engine.sweep import load_manifest
+
+        _, _, old = load_manifest(Path(manifest))
+        done = {_key(j): j for j in old if j.status == "done"}
     out = []
     for j in planned:
         prev = done.get(_key(j))
+        if prev is None and root is not None:
+            res = finished_on_disk(j, Path(root))
+            if res is not None:
+                j.status, j.results = "done", str(res)
+                prev = j
         out.append(prev if prev is not None else j)
     return out
 
@@ -362,7 +397,7 @@ def run_study(study: str, *, root: Path, out: Path, preset: str, seeds: list[int
         ms = methods or sorted(list_methods())
         planned = plan_phenomena(ms, preset=preset, seeds=seeds, splits=splits or ["self_reenact"], sets=sets,
                                  worlds=worlds)
-    jobs = resume_jobs(planned, manifest)
+    jobs = resume_jobs(planned, manifest, root)
     todo = sum(j.status != "done" for j in jobs)
     echo(f"[study {study}] {len(jobs)} jobs, {len(jobs) - todo} already done; manifest {manifest}")
     if run:

@@ -133,6 +133,18 @@ def test_phenomena_study_end_to_end(tmp_path):
     msgs = []
     st.run_study("phenomena", **{**kw, "echo": msgs.append})
     assert "4 jobs, 4 already done" in msgs[0]
+    # a manifest rewritten by an invocation with other --seeds still finds the finished runs on disk
+    st.run_study("phenomena", **{**kw, "seeds": [1], "run": False})
+    manifest = tmp_path / "runs" / "sweeps" / "study_phenomena_smoke.json"
+    manifest.unlink()
+    msgs = []
+    written = st.run_study("phenomena", **{**kw, "echo": msgs.append, "run": False})
+    assert "4 jobs, 4 already done" in msgs[0]
+    assert all(int(r["n"]) == 2 for r in csv.DictReader(open(written["csv"])))
+    # another training configuration in the same folder layout is not taken for a finished run
+    other = st.plan_phenomena(["flame_gaussians"], preset="smoke", seeds=[0], splits=["self_reenact"],
+                              sets=FAST + ["method.train.iterations=7"], worlds=["clean"])[0]
+    assert st.finished_on_disk(other, tmp_path / "runs") is None
 
 
 def test_table_shows_study_tables(tmp_path, capsys):
