@@ -81,8 +81,9 @@ def test_cross_reenact_writes_videos_and_no_metrics(base_run, store):
 def test_table_and_reproducibility(base_run, store, capsys):
     main(["table", "--root", str(store)])
     text = capsys.readouterr().out
-    # FAST's overrides make this a configuration of its own, labelled with its keys
-    assert "flame_gaussians (smoke+set(method.train.iterations=6, protocol.max_frames=6))" in text
+    # FAST's overrides make this a configuration of its own, labelled with its keys; the default
+    # subject is the full-phenomena world, which is labelled too (never averaged with other worlds)
+    assert "flame_gaussians (smoke+set(method.train.iterations=6, protocol.max_frames=6) · world full)" in text
     assert "self_reenact PSNR" in text and "nan" not in text
     assert (store / "tables" / "main.tex").read_text().count("\\toprule") == 1
     from avatarbench.engine.reproduce import check_reproducibility
