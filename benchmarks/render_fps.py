@@ -79,16 +79,9 @@ def measure_run(run_dir: Path, frames: int = 25, fps: float = 25.0) -> dict:
 
 
 def _num_gaussians(method) -> int | None:
-    for name in ("num_gaussians",):
-        v = getattr(method, name, None)
-        if callable(v):
-            try:
-                return int(v())
-            except Exception:  # noqa: BLE001 - informational only
-                return None
-        if isinstance(v, int):
-            return v
-    return None
+    """The method's Gaussian count when it reports one (informational)."""
+    fn = getattr(method, "num_gaussians", None)
+    return int(fn()) if callable(fn) else None
 
 
 def markdown(records: list[dict]) -> str:

@@ -112,10 +112,14 @@ def mouth_boxes(model, frames, image_hw: tuple[int, int], *, pad: float = 0.25) 
     lips = np.concatenate([rig.outer_upper, rig.outer_lower])
     H, W = image_hw
     out = np.zeros((len(frames), 4), np.int64)
-    with torch.no_grad():
+    if not len(frames):
+        return out
+    per_frame = [f.driving_tensors() for f in frames]
+    keys = set.intersection(*(set(d) for d in per_frame))
+    with torch.no_grad():  # one batched FLAME evaluation for every frame
+        verts = model.forward_dict({k: torch.cat([d[k] for d in per_frame]) for k in keys}).verts[:, torch.as_tensor(lips)]
         for i, f in enumerate(frames):
-            v = model.forward_dict(f.driving_tensors()).verts[0, torch.as_tensor(lips)]
-            uv = f.camera.project(v)[:, :2].numpy() * np.array([W / f.camera.width, H / f.camera.height])
+            uv = f.camera.project(verts[i])[:, :2].numpy() * np.array([W / f.camera.width, H / f.camera.height])
             (x0, y0), (x1, y1) = uv.min(0), uv.max(0)
             p = pad * max(x1 - x0, 1.0)
             out[i] = [max(0, int(np.floor(x0 - p))), max(0, int(np.floor(y0 - p))),
