@@ -407,6 +407,8 @@ def setup_lpips_cmd(force, archive):
 @click.option("--splits", default="self_reenact", show_default=True, help="phenomena: comma list of splits.")
 @click.option("--claims", default="results/paper/ablations.csv", show_default=True, type=click.Path(),
               help="paper-claims: the CSV of the papers' ablation claims.")
+@click.option("--ablations", default=None,
+              help="paper-claims: comma list of ablations to run (default: every claim of the CSV).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Config override applied to every run.")
 @click.option("--executor", type=click.Choice(["local", "slurm", "inline"]), default="local", show_default=True,
               help="Where jobs run: subprocesses here, a slurm cluster, or this process.")
@@ -416,8 +418,8 @@ def setup_lpips_cmd(force, archive):
               help="Folder for the study tables (CSV, markdown, figure).")
 @click.option("--tables-only", is_flag=True,
               help="Run nothing: write the tables from the jobs the manifest already has as done.")
-def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, executor, parallel, root, out,
-          tables_only):
+def study(name, preset, seeds, methods, worlds, world, splits, claims, ablations, sets, executor, parallel, root,
+          out, tables_only):
     """Run a study resumably (a sweep) and write its tables: paper-claims | phenomena (see docs/studies.md)."""
     from avatarbench.results.study import run_study
 
@@ -425,7 +427,8 @@ def study(name, preset, seeds, methods, worlds, world, splits, claims, sets, exe
     written = run_study(name, root=Path(root), out=Path(out), preset=preset, seeds=[int(s) for s in split_list(seeds)],
                         methods=split_list(methods) or None, claims_csv=Path(claims), world=world,
                         splits=split_list(splits), sets=list(sets), executor=executor, parallel=parallel,
-                        worlds=split_list(worlds) or None, run=not tables_only, echo=click.echo)
+                        worlds=split_list(worlds) or None, ablations=split_list(ablations) or None,
+                        run=not tables_only, echo=click.echo)
     for k, v in written.items():
         click.echo(f"{k}: {v}")
 

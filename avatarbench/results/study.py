@@ -375,9 +375,11 @@ def phenomena_figure(rows: list[dict], path: Path, metric: str = "psnr") -> Path
 def run_study(study: str, *, root: Path, out: Path, preset: str, seeds: list[int], methods: list[str] | None = None,
               claims_csv: Path = Path("results/paper/ablations.csv"), world: str = "full",
               splits: list[str] | None = None, sets: list[str] | None = None, executor: str = "local",
-              parallel: int = 1, worlds: list[str] | None = None, run: bool = True, echo=print) -> dict[str, Path]:
+              parallel: int = 1, worlds: list[str] | None = None, ablations: list[str] | None = None,
+              run: bool = True, echo=print) -> dict[str, Path]:
     """Plan (or resume) the study's sweep, run what is not done (``run=False``: nothing), aggregate and
-    write the tables."""
+    write the tables. ``methods`` / ``ablations`` restrict paper-claims to those claims (an ablation
+    name that no remaining claim has is an error)."""
     from avatarbench.engine.sweep import run_sweep
     from avatarbench.errors import ConfigError
 
@@ -390,6 +392,12 @@ def run_study(study: str, *, root: Path, out: Path, preset: str, seeds: list[int
         claims = load_claims(claims_csv)
         if methods:
             claims = [c for c in claims if c["method_id"] in methods]
+        if ablations:
+            unknown = sorted(set(ablations) - {c["ablation"] for c in claims})
+            if unknown:
+                raise ConfigError(f"{claims_csv}: no claim for ablation(s) {', '.join(unknown)}"
+                                  + (f" of {', '.join(methods)}" if methods else ""))
+            claims = [c for c in claims if c["ablation"] in ablations]
         planned = plan_paper_claims(claims, preset=preset, seeds=seeds, world=world, sets=sets)
     else:
         from avatarbench.engine.registry import list_methods

@@ -160,3 +160,22 @@ def test_table_shows_study_tables(tmp_path, capsys):
         assert e.code in (0, None)
     out = capsys.readouterr().out
     assert "# Paper claims" in out and "# Per-phenomenon matrix" in out
+
+
+def test_paper_claims_restricted_to_named_ablations(tmp_path):
+    """``--ablations``: only those claims' jobs are planned; an unknown name is a one-line error."""
+    from avatarbench.errors import ConfigError
+
+    kw = dict(root=tmp_path / "runs", out=tmp_path / "out", preset="bench", seeds=[0, 1],
+              methods=["gaussian_avatars"], run=False, echo=lambda *_: None)
+    st.run_study("paper-claims", ablations=["no_density_control"], **kw)
+    jobs = json.loads((tmp_path / "out" / "study_paper_claims_bench_jobs.json").read_text())
+    # full + the ablation, on each of the claim's two splits, two seeds
+    assert sorted({(j["variant"], j["split"]) for j in jobs}) == [
+        ("full", "novel_view"), ("full", "self_reenact"),
+        ("no_density_control", "novel_view"), ("no_density_control", "self_reenact")]
+    assert len(jobs) == 8
+    rows = list(csv.DictReader((tmp_path / "out" / "paper_claims.csv").open()))
+    assert rows and {r["ablation"] for r in rows} == {"no_density_control"}
+    with pytest.raises(ConfigError, match="no claim for ablation.*flame_init of gaussian_avatars"):
+        st.run_study("paper-claims", ablations=["flame_init"], **kw)
