@@ -479,6 +479,45 @@ def _write_jpg(path: Path, arr: np.ndarray, quality: int) -> None:
     iio.imwrite(path, a, extension=".jpg", quality=quality, subsampling=0)
 
 
+BACKDROP = np.array([0.42, 0.43, 0.46])  # grey behind the subject (where the mask is 0)
+
+
+def _render_views(out: Path, f: int, verts: torch.Tensor, faces: torch.Tensor, attrs, cams, shade,
+                  preset: BodyPreset) -> None:
+    """Render frame ``f`` (verts (V, 3)) in every camera and write its image and mask JPEGs: the
+    image holds the un-premultiplied foreground colour where alpha > 0, the backdrop elsewhere."""
+    from avatarbench.data.synth.mesh_raster import render_mesh
+
+    for cam in cams:
+        rgb, alpha = render_mesh(verts, faces, cam, shade, preset.supersample, background=(0.0, 0.0, 0.0),
+                                 vertex_attrs=attrs)
+        a = alpha.numpy()
+        fg = rgb.numpy() / np.maximum(a, 1e-6)
+        img = np.where(a > 0, fg, BACKDROP)
+        _write_jpg(out / cam.name / f"{f:08d}.jpg", img, preset.jpeg_quality)
+        _write_jpg(out / cam.name / "mask" / "pha" / f"{f:08d}.jpg", a, preset.jpeg_quality)
+
+
+def _write_calibration(out: Path, cams) -> None:
+    """``calibration_full.json`` in the AvatarReX layout: per camera K, R, T (world to camera), imgSize."""
+    calib = {}
+    for cam in cams:
+        w2c = cam.world_to_cam.numpy()
+        calib[cam.name] = {"K": cam.K.numpy().round(10).tolist(), "R": w2c[:3, :3].round(12).tolist(),
+                           "T": w2c[:3, 3].round(12).tolist(), "imgSize": [cam.width, cam.height]}
+    (out / "calibration_full.json").write_text(json.dumps(calib, indent=1))
+
+
+def _splits(n_tr: int, n_frames: int) -> dict:
+    """Train cameras on the training frames; test cameras on them (novel view) and on the held-out motion."""
+    train_cams = [i for i in range(NUM_CAMERAS) if i not in TEST_CAMERAS]
+    return {
+        "train": {"cameras": train_cams, "frame_range": [0, n_tr]},
+        "novel_view": {"cameras": list(TEST_CAMERAS), "frame_range": [0, n_tr]},
+        "self_reenact": {"cameras": list(TEST_CAMERAS), "frame_range": [n_tr, n_frames]},
+    }
+
+
 def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 0, world=None) -> None:
     """Write one subject folder (see the module docstring). Called by :func:`ensure_synthetic_body`.
 
@@ -490,7 +529,6 @@ def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 
     from avatarbench.bodymodels.smplx import load_smplx
     from avatarbench.bodymodels.smplx_synthetic import VERSION as MODEL_VERSION, ensure_synthetic_smplx
     from avatarbench.data.smpl_params import save_smplx_params
-    from avatarbench.data.synth.mesh_raster import render_mesh
 
     sd = SUBJECTS[name]
     model_file = ensure_synthetic_smplx()
@@ -520,7 +558,6 @@ def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 
 
     (out / "gt_mesh").mkdir(parents=True, exist_ok=True)
     np.save(out / "gt_mesh" / "faces.npy", faces.numpy().astype(np.int32))
-    backdrop = np.array([0.42, 0.43, 0.46])
     for f in range(F):
         o = forward(f, params["transl"][f].astype(np.float64))
         prev = max(f - 1, 0) if f < n_tr else max(f - 1, n_tr)
@@ -528,23 +565,8 @@ def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 
         verts = skirt_dynamics(o.verts[0].numpy(), o.A[0].numpy(), extra, params["body_pose"][f].astype(np.float64),
                                vel.astype(np.float64))
         np.save(out / "gt_mesh" / f"{f:08d}.npy", verts.astype(np.float32))
-        vt = torch.from_numpy(verts)
-        for cam in cams:
-            rgb, alpha = render_mesh(vt, faces, cam, shade, preset.supersample, background=(0.0, 0.0, 0.0),
-                                     vertex_attrs=attrs)
-            a = alpha.numpy()
-            fg = rgb.numpy() / np.maximum(a, 1e-6)  # un-premultiplied foreground colour
-            img = np.where(a > 0, fg, backdrop)
-            _write_jpg(out / cam.name / f"{f:08d}.jpg", img, preset.jpeg_quality)
-            _write_jpg(out / cam.name / "mask" / "pha" / f"{f:08d}.jpg", a, preset.jpeg_quality)
-
-    calib = {}
-    for cam in cams:
-        w2c = cam.world_to_cam.numpy()
-        calib[cam.name] = {"K": cam.K.numpy().round(10).tolist(), "R": w2c[:3, :3].round(12).tolist(),
-                           "T": w2c[:3, 3].round(12).tolist(), "imgSize": [cam.width, cam.height]}
-    (out / "calibration_full.json").write_text(json.dumps(calib, indent=1))
-    train_cams = [i for i in range(NUM_CAMERAS) if i not in TEST_CAMERAS]
+        _render_views(out, f, torch.from_numpy(verts), faces, attrs, cams, shade, preset)
+    _write_calibration(out, cams)
     info = {
         "name": name, "synthetic": True, "generator": f"avatarbench.data.synth.body {VERSION}",
         "preset": {k: getattr(preset, k) for k in preset.__dataclass_fields__}, "seed": seed,
@@ -553,11 +575,7 @@ def generate_body_subject(out: Path, name: str, preset: BodyPreset, seed: int = 
         "train_motion": sd.train_motion, "novel_motion": sd.novel_motion,
         "notes": "images hold the foreground colour where the mask is > 0 (composite with the mask); "
                  "the skirt of gt_mesh moves beyond LBS (flare + lag)",
-        "splits": {
-            "train": {"cameras": train_cams, "frame_range": [0, n_tr]},
-            "novel_view": {"cameras": list(TEST_CAMERAS), "frame_range": [0, n_tr]},
-            "self_reenact": {"cameras": list(TEST_CAMERAS), "frame_range": [n_tr, F]},
-        },
+        "splits": _splits(n_tr, F),
     }
     (out / "avatarbench_subject.json").write_text(json.dumps(info, indent=1))
 
@@ -573,7 +591,7 @@ def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, wo
     from avatarbench.data.smpl_params import save_smplx_params
     from avatarbench.data.synth import body_phenomena as bp
     from avatarbench.data.synth.head_phenomena import mesh_difference
-    from avatarbench.data.synth.mesh_raster import render_mesh, vertex_normals
+    from avatarbench.data.synth.mesh_raster import vertex_normals
     from avatarbench.data.synth.world import dataset_card
 
     t_start = time.perf_counter()
@@ -636,7 +654,6 @@ def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, wo
 
     (out / "gt_mesh").mkdir(parents=True, exist_ok=True)
     np.save(out / "gt_mesh" / "faces.npy", all_faces.numpy().astype(np.int32))
-    backdrop = np.array([0.42, 0.43, 0.46])
     for f in range(F):
         o = forward(f, params["transl"][f].astype(np.float64), params)
         A = o.A[0].numpy()
@@ -655,23 +672,8 @@ def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, wo
                 hair.reset()
             verts = np.concatenate([verts, hair.step(A[bp.HEAD_JOINT])])
         np.save(out / "gt_mesh" / f"{f:08d}.npy", verts.astype(np.float32))
-        vt = torch.from_numpy(verts)
-        for cam in cams:
-            rgb, alpha = render_mesh(vt, all_faces, cam, shade, preset.supersample, background=(0.0, 0.0, 0.0),
-                                     vertex_attrs=all_attrs)
-            a = alpha.numpy()
-            fg = rgb.numpy() / np.maximum(a, 1e-6)
-            img = np.where(a > 0, fg, backdrop)
-            _write_jpg(out / cam.name / f"{f:08d}.jpg", img, preset.jpeg_quality)
-            _write_jpg(out / cam.name / "mask" / "pha" / f"{f:08d}.jpg", a, preset.jpeg_quality)
-
-    calib = {}
-    for cam in cams:
-        w2c = cam.world_to_cam.numpy()
-        calib[cam.name] = {"K": cam.K.numpy().round(10).tolist(), "R": w2c[:3, :3].round(12).tolist(),
-                           "T": w2c[:3, 3].round(12).tolist(), "imgSize": [cam.width, cam.height]}
-    (out / "calibration_full.json").write_text(json.dumps(calib, indent=1))
-    train_cams = [i for i in range(NUM_CAMERAS) if i not in TEST_CAMERAS]
+        _render_views(out, f, torch.from_numpy(verts), all_faces, all_attrs, cams, shade, preset)
+    _write_calibration(out, cams)
     (out / "generation_time.json").write_text(
         json.dumps({"generation_seconds": round(time.perf_counter() - t_start, 3)}) + "\n")
     wmeta = world.metadata() | {"measured": record}
@@ -684,11 +686,7 @@ def _generate_body_world(out: Path, name: str, preset: BodyPreset, seed: int, wo
         "notes": "images hold the foreground colour where the mask is > 0 (composite with the mask); "
                  "smpl_params.npz holds the fitter's parameters, true_params/ the truth (analysis only)",
         "world": wmeta,
-        "splits": {
-            "train": {"cameras": train_cams, "frame_range": [0, n_tr]},
-            "novel_view": {"cameras": list(TEST_CAMERAS), "frame_range": [0, n_tr]},
-            "self_reenact": {"cameras": list(TEST_CAMERAS), "frame_range": [n_tr, F]},
-        },
+        "splits": _splits(n_tr, F),
     }
     (out / "avatarbench_subject.json").write_text(json.dumps(info, indent=1))
     meas = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in record.items() if k != "world"}
