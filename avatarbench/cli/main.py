@@ -69,7 +69,7 @@ def run(method, split, subject, data_path, preset, ablation, sets, output, quiet
 @click.option("--out", default=None, type=click.Path(), help="Where to save CSV/LaTeX (default: <root>/tables).")
 @click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours.")
 @click.option("--studies", default="results/studies", show_default=True, type=click.Path(),
-              help="Also show the study tables found here (paper_claims.md, phenomena.md).")
+              help="Also show the study tables found here and in its sub-folders (paper_claims.md, phenomena.md).")
 def table(root, ablations_of, out, paper, studies):
     """Aggregate run folders into a paper-style table (markdown; saves CSV and LaTeX)."""
     from avatarbench.results.table import build_table
@@ -77,10 +77,15 @@ def table(root, ablations_of, out, paper, studies):
     text, files = build_table(Path(root), ablations_of=ablations_of, out_dir=Path(out) if out else None,
                               with_paper=paper)
     click.echo(text)
-    for name in ("paper_claims.md", "phenomena.md"):
-        f = Path(studies) / name
-        if f.is_file():
-            click.echo("\n" + f.read_text())
+    # the study tables, then those of a study run at another tier or on a subset (one sub-folder each)
+    folders = [Path(studies)] + (sorted(p for p in Path(studies).iterdir() if p.is_dir())
+                                 if Path(studies).is_dir() else [])
+    for folder in folders:
+        for name in ("paper_claims.md", "phenomena.md"):
+            f = folder / name
+            if f.is_file():
+                where = "" if folder == Path(studies) else f"<!-- {f} -->\n"
+                click.echo("\n" + where + f.read_text())
     for f in files:
         click.echo(f"saved {f}")
 

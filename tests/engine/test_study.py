@@ -154,12 +154,15 @@ def test_table_shows_study_tables(tmp_path, capsys):
     studies.mkdir()
     (studies / "paper_claims.md").write_text("# Paper claims\n\n| x |\n")
     (studies / "phenomena.md").write_text("# Per-phenomenon matrix\n")
+    (studies / "bench").mkdir()
+    (studies / "bench" / "paper_claims.md").write_text("# Paper claims at the bench tier\n")
     try:
         main(["table", "--root", str(tmp_path / "empty"), "--studies", str(studies)])
     except SystemExit as e:
         assert e.code in (0, None)
     out = capsys.readouterr().out
     assert "# Paper claims" in out and "# Per-phenomenon matrix" in out
+    assert "# Paper claims at the bench tier" in out and str(studies / "bench" / "paper_claims.md") in out
 
 
 def test_paper_claims_restricted_to_named_ablations(tmp_path):
