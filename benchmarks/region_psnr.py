@@ -1,6 +1,8 @@
 """PSNR of a run's saved renders in the upper and lower part of the image (a diagnostic for the studies).
 
     python benchmarks/region_psnr.py RUN_DIR [RUN_DIR ...] [--split self_reenact] [--cut 0.62]
+    python benchmarks/region_psnr.py --deltas gaussian_avatars --ablations no_density_control \
+        --preset bench --seeds 0,1 --splits novel_view,self_reenact --out deltas.json
 
 Heads on the synthetic rig: the chin lies near 62 % of the image height in every camera, so the
 upper part is the face and hair (what FLAME-bound Gaussians can cover) and the lower part the neck,
@@ -49,14 +51,57 @@ def region_psnr(run_dir: Path, split: str = "self_reenact", cut: float = 0.62) -
     return {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()} | {"images": len(out["all"])}
 
 
+def run_folder(root: Path, subject: str, method: str, variant: str, preset: str, seed: int) -> Path:
+    """The results store's folder of one run (``<method>[+<ablation>]/<preset>[-seed<k>]``)."""
+    name = method if variant == "full" else f"{method}+{variant}"
+    return root / subject / name / (preset if seed == 0 else f"{preset}-seed{seed}")
+
+
+def ablation_deltas(root: Path, subject: str, method: str, ablations: list[str], preset: str, seeds: list[int],
+                    splits: list[str], cut: float = 0.62) -> list[dict]:
+    """Per (ablation, split): mean over seeds of the paired region-PSNR difference ablated - full
+    (dB) and its seed noise (std, ddof 1), for the upper part, the lower part and the whole image."""
+    rows = []
+    for split in splits:
+        full = {s: region_psnr(run_folder(root, subject, method, "full", preset, s), split, cut) for s in seeds}
+        for ab in ablations:
+            abl = {s: region_psnr(run_folder(root, subject, method, ab, preset, s), split, cut) for s in seeds}
+            row = {"method": method, "ablation": ab, "split": split}
+            for part in ("upper", "lower", "all"):
+                d = np.array([abl[s][part] - full[s][part] for s in seeds])
+                row[f"d_{part}"] = round(float(d.mean()), 2)
+                row[f"noise_{part}"] = round(float(d.std(ddof=1)), 2) if len(d) > 1 else None
+            rows.append(row)
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="*", type=Path)
     ap.add_argument("--split", default="self_reenact")
     ap.add_argument("--cut", type=float, default=0.62)
+    ap.add_argument("--deltas", metavar="METHOD", help="paired ablated - full deltas of METHOD's study runs")
+    ap.add_argument("--ablations", default="", help="--deltas: comma list")
+    ap.add_argument("--root", type=Path, default=Path("runs"))
+    ap.add_argument("--subject", default="synth_head_a_full")
+    ap.add_argument("--preset", default="smoke")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--splits", default="self_reenact")
+    ap.add_argument("--out", type=Path, help="--deltas: write the rows here (JSON)")
     a = ap.parse_args(argv)
     for r in a.runs:
         print(json.dumps({"run": str(r), **region_psnr(r, a.split, a.cut)}))
+    if a.deltas:
+        seeds = [int(s) for s in a.seeds.split(",")]
+        rows = ablation_deltas(a.root, a.subject, a.deltas, [x for x in a.ablations.split(",") if x], a.preset,
+                               seeds, a.splits.split(","), a.cut)
+        doc = {"what": f"PSNR (dB) of ablated - full per image region, {a.preset}, {a.subject}, seeds "
+                       f"{a.seeds}; upper = rows above {a.cut:.0%} of the image height (face, hair), lower = below "
+                       "(neck, collar, shoulders). benchmarks/region_psnr.py --deltas", "rows": rows}
+        text = json.dumps(doc, indent=1) + "\n"
+        if a.out:
+            a.out.write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":
