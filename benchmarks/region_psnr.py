@@ -51,19 +51,15 @@ def region_psnr(run_dir: Path, split: str = "self_reenact", cut: float = 0.62) -
     return {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()} | {"images": len(out["all"])}
 
 
-def run_folder(root: Path, subject: str, method: str, variant: str, preset: str, seed: int) -> Path:
-    """The results store's folder of one run (``<method>[+<ablation>]/<preset>[-seed<k>]``)."""
-    name = method if variant == "full" else f"{method}+{variant}"
-    return root / subject / name / (preset if seed == 0 else f"{preset}-seed{seed}")
-
-
 def ablation_deltas(root: Path, subject: str, method: str, ablations: list[str], preset: str, seeds: list[int],
                     splits: list[str], cut: float = 0.62) -> list[dict]:
     """Per (ablation, split): mean over seeds of the paired region-PSNR difference ablated - full
     (dB) and its seed noise (std, ddof 1), for the upper part, the lower part and the whole image."""
+    from avatarbench.results.store import run_folder
+
     rows = []
     for split in splits:
-        full = {s: region_psnr(run_folder(root, subject, method, "full", preset, s), split, cut) for s in seeds}
+        full = {s: region_psnr(run_folder(root, subject, method, None, preset, s), split, cut) for s in seeds}
         for ab in ablations:
             abl = {s: region_psnr(run_folder(root, subject, method, ab, preset, s), split, cut) for s in seeds}
             row = {"method": method, "ablation": ab, "split": split}
