@@ -15,23 +15,40 @@ difference between two runs comes from (docs/studies.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 
 
-def region_psnr(run_dir: Path, split: str = "self_reenact", cut: float = 0.62) -> dict:
+@functools.lru_cache(maxsize=None)
+def _gt_paths(subject_name: str, split: str) -> dict[tuple[int, str, int], Path]:
+    """(camera id, sequence, timestep) -> ground-truth image path of a subject's split (loaded once)."""
+    from avatarbench.data.registry import load_subject
+
+    return {(f.camera.id, f.sequence, f.timestep): f.image_path for f in load_subject(subject_name).frames(split)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _gt_image(path: Path, H: int, W: int) -> np.ndarray:
+    """(H, W, 3) float64 ground truth resized to the render size (area filter) and rounded to 8 bits,
+    as the protocol compares them; read once however many runs are compared against it."""
     import imageio.v3 as iio
     import torch
     import torch.nn.functional as F
+
+    gt = iio.imread(path)[..., :3].astype(np.float32) / 255.0
+    gt = F.interpolate(torch.tensor(gt).permute(2, 0, 1)[None], size=(H, W), mode="area")[0].permute(1, 2, 0)
+    return np.round(gt.numpy().astype(np.float64) * 255.0) / 255.0
+
+
+def region_psnr(run_dir: Path, split: str = "self_reenact", cut: float = 0.62) -> dict:
+    import imageio.v3 as iio
     from omegaconf import OmegaConf
 
-    from avatarbench.data.registry import load_subject
-
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    subject = load_subject(str(cfg.data.subject))
-    gt_of = {(f.camera.id, f.sequence, f.timestep): f.image_path for f in subject.frames(split)}
+    gt_of = _gt_paths(str(cfg.data.subject), split)
     out = {"upper": [], "lower": [], "all": []}
     for png in sorted((run_dir / "eval" / split / "renders").glob("cam_*/*.png")):
         seq, rest = png.stem.split("__")
@@ -41,10 +58,7 @@ def region_psnr(run_dir: Path, split: str = "self_reenact", cut: float = 0.62) -
             continue
         pred = iio.imread(png)[..., :3].astype(np.float64) / 255.0
         H, W = pred.shape[:2]
-        gt = iio.imread(path)[..., :3].astype(np.float32) / 255.0
-        gt = F.interpolate(torch.tensor(gt).permute(2, 0, 1)[None], size=(H, W), mode="area")[0].permute(1, 2, 0)
-        gt = np.round(gt.numpy().astype(np.float64) * 255.0) / 255.0
-        e = ((pred - gt) ** 2).mean(-1)
+        e = ((pred - _gt_image(path, H, W)) ** 2).mean(-1)
         k = int(round(cut * H))
         for name, part in (("upper", e[:k]), ("lower", e[k:]), ("all", e)):
             out[name].append(-10.0 * np.log10(max(part.mean(), 1e-12)))

@@ -78,14 +78,13 @@ def table(root, ablations_of, out, paper, studies):
                               with_paper=paper)
     click.echo(text)
     # the study tables, then those of a study run at another tier or on a subset (one sub-folder each)
-    folders = [Path(studies)] + (sorted(p for p in Path(studies).iterdir() if p.is_dir())
-                                 if Path(studies).is_dir() else [])
+    top = Path(studies)
+    folders = [top] + (sorted(p for p in top.iterdir() if p.is_dir()) if top.is_dir() else [])
     for folder in folders:
         for name in ("paper_claims.md", "phenomena.md"):
             f = folder / name
             if f.is_file():
-                where = "" if folder == Path(studies) else f"<!-- {f} -->\n"
-                click.echo("\n" + where + f.read_text())
+                click.echo("\n" + ("" if folder == top else f"<!-- {f} -->\n") + f.read_text())
     for f in files:
         click.echo(f"saved {f}")
 
